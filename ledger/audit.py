@@ -1,0 +1,126 @@
+"""Audit events: a fixed vocabulary, written to structlog, the request's history and a file.
+
+Vocabulary (the ``event`` field):
+
+- ``disconnect.status_changed``: a request moved from one status to another (exactly one per move).
+- ``disconnect.merged``: a new submission for an account that already had an active request was
+  folded into it; the caller got the existing id.
+
+Every record carries the same keys (absent values are ``null``) so that machines can query the file:
+request_id, account_id, from, to, attempt, source, reference, reason, job_id, worker,
+stripe_request_id, http_status, stripe_error_code, message, duration_ms, operator, ts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+STATUS_CHANGED = "disconnect.status_changed"
+MERGED = "disconnect.merged"
+
+RECORD_KEYS = (
+    "event",
+    "request_id",
+    "account_id",
+    "from",
+    "to",
+    "attempt",
+    "source",
+    "reference",
+    "reason",
+    "job_id",
+    "worker",
+    "stripe_request_id",
+    "http_status",
+    "stripe_error_code",
+    "message",
+    "duration_ms",
+    "operator",
+    "ts",
+)
+
+_SECRET_PATTERNS = re.compile(
+    r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9]+|Bearer\s+\S+",
+    re.IGNORECASE,
+)
+MAX_MESSAGE_CHARS = 500
+
+
+def sanitize_message(message: str | None) -> str | None:
+    """Remove anything that looks like a Stripe key, webhook secret or bearer token; cap length."""
+    if message is None:
+        return None
+    cleaned = _SECRET_PATTERNS.sub("[redacted]", message)
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        cleaned = cleaned[: MAX_MESSAGE_CHARS - 1] + "…"
+    return cleaned
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def process_name() -> str:
+    """``host:pid`` of this process, as audit records name the worker."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class TransitionDetails:
+    """What the caller knows about why a status changed; all optional."""
+
+    message: str | None = None
+    stripe_request_id: str | None = None
+    http_status: int | None = None
+    stripe_error_code: str | None = None
+    duration_ms: float | None = None
+    operator: str | None = None
+
+
+def build_record(event: str, **fields: Any) -> dict[str, Any]:
+    """A record with every key of :data:`RECORD_KEYS` present, in that order."""
+    unknown = set(fields) - set(RECORD_KEYS)
+    if unknown:
+        raise ValueError(f"unknown audit fields: {sorted(unknown)}")
+    record = {key: fields.get(key) for key in RECORD_KEYS}
+    record["event"] = event
+    record["message"] = sanitize_message(record["message"])
+    if record["ts"] is None:
+        record["ts"] = utc_now_iso()
+    return record
+
+
+class AuditTrail:
+    """Writes audit records to structlog and, if configured, a JSON-lines file.
+
+    The Redis history is written by the ledger's scripts in the same atomic step as the status
+    change; this class only publishes the record once that step has succeeded.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._log = structlog.get_logger("fcd.audit")
+        self._file: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8", buffering=1)
+
+    def emit(self, record: dict[str, Any]) -> None:
+        fields = {k: v for k, v in record.items() if k != "event"}
+        self._log.info(record["event"], **fields)
+        if self._file is not None:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

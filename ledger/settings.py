@@ -1,0 +1,46 @@
+"""Settings shared by every role: Redis, queues, logging and the audit file.
+
+Built once in each process's ``main()`` and passed down; never read at import time. Each role
+(worker, producer) subclasses :class:`BaseServiceSettings` with its own fields. Every field is
+listed in the README's configuration table; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+    AUTO = "auto"  # console on a TTY, JSON lines otherwise
+
+
+class BaseServiceSettings(BaseSettings):
+    """Fields every fc-disconnect process needs."""
+
+    model_config = SettingsConfigDict(env_prefix="FCD_", extra="ignore", frozen=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis holding the ledger and the queues."
+    )
+    key_prefix: str = Field(
+        default="fcd:", description="Prefix of every ledger key in Redis (arq's keys are its own)."
+    )
+    queue_name: str = Field(
+        default="fcd:queue:urgent", description="arq queue that carries disconnect jobs."
+    )
+    log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
+    log_level: str = Field(default="INFO", description="Minimum level for log lines.")
+    audit_log_path: Path | None = Field(
+        default=None, description="Optional JSON-lines file that receives every audit event too."
+    )
+    job_expires_seconds: int = Field(
+        default=86_400,
+        description="How long an enqueued arq job stays valid after its due time "
+        "(the reconciler re-creates expired ones).",
+    )

@@ -1,0 +1,327 @@
+"""The Redis-backed ledger: the source of truth for every disconnect request.
+
+Contracts:
+
+- Nothing expires. arq forgets jobs after a day and results after an hour; the ledger does not.
+- One active request per account. :meth:`Ledger.submit` for an account that already has one
+  merges into it (a ``disconnect.merged`` record in its history) and returns the existing id.
+- :meth:`Ledger.transition` is one Lua script: it checks the expected status (and job), writes
+  the new status, appends the history record and, when asked, enqueues the next arq job, all or
+  nothing. Two workers can never both move one request; the loser gets :class:`StaleTransition`.
+- Exactly one ``disconnect.status_changed`` audit record per status change, published after the
+  script succeeded, identical to the one stored in the request's history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ledger import scripts
+from ledger.audit import (
+    MERGED,
+    STATUS_CHANGED,
+    AuditTrail,
+    TransitionDetails,
+    build_record,
+    process_name,
+)
+from ledger.jobs import ARQ_JOB_KEY_PREFIX, arq_job_record, job_id_for
+from ledger.models import (
+    ACCOUNT_ID_RE,
+    DisconnectRequest,
+    IllegalTransition,
+    RequestNotFound,
+    RequestSource,
+    RequestStatus,
+    StaleTransition,
+    check_transition,
+    new_request_id,
+)
+from ledger.settings import BaseServiceSettings
+
+_JOB_PLACEHOLDER = "__JOB__"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What :meth:`Ledger.submit` did: the id the caller should track, and whether it merged."""
+
+    request_id: str
+    merged: bool
+
+
+class Ledger:
+    """Reads and atomically changes disconnect requests in Redis."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        queue_name: str,
+        audit: AuditTrail,
+        job_expires_seconds: int = 86_400,
+        prefix: str = "fcd:",
+        actor: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+        self.prefix = prefix
+        self._audit = audit
+        self._job_expires_ms = job_expires_seconds * 1000
+        self._actor = actor or process_name()
+        self._create = redis.register_script(scripts.CREATE)
+        self._transition = redis.register_script(scripts.TRANSITION)
+
+    @classmethod
+    def from_settings(
+        cls, redis: Redis, settings: BaseServiceSettings, audit: AuditTrail
+    ) -> Ledger:
+        """The ledger every process builds from its settings."""
+        return cls(
+            redis,
+            queue_name=settings.queue_name,
+            audit=audit,
+            job_expires_seconds=settings.job_expires_seconds,
+            prefix=settings.key_prefix,
+        )
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def request_key(self, request_id: str) -> str:
+        return f"{self.prefix}req:{request_id}"
+
+    def history_key(self, request_id: str) -> str:
+        return f"{self.prefix}req:{request_id}:hist"
+
+    def active_key(self, account_id: str) -> str:
+        return f"{self.prefix}acct:{account_id}:active"
+
+    def account_requests_key(self, account_id: str) -> str:
+        return f"{self.prefix}acct:{account_id}:reqs"
+
+    def status_key(self, status: RequestStatus) -> str:
+        return f"{self.prefix}status:{status.value}"
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        account_id: str,
+        *,
+        source: RequestSource,
+        reference: str = "",
+        reason: str = "",
+        stripe_account: str | None = None,
+        parent_id: str | None = None,
+    ) -> Submission:
+        """Record a new request and enqueue its job, or merge into the account's active one."""
+        now = time.time()
+        request = DisconnectRequest(
+            request_id=new_request_id(),
+            account_id=account_id,
+            stripe_account=stripe_account,
+            source=source,
+            reference=reference,
+            reason=reason,
+            status=RequestStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            parent_id=parent_id,
+        )
+        job_id = job_id_for(request.request_id, 1)
+        created = self._record(STATUS_CHANGED, request, None, RequestStatus.QUEUED, job_id)
+        merge = {**self._record(MERGED, request, None, None, None), "request_id": "__EXISTING__"}
+        fields = _hash_fields(request)
+        keys = [
+            self.active_key(account_id),
+            self.request_key(request.request_id),
+            self.history_key(request.request_id),
+            self.account_requests_key(account_id),
+            self.status_key(RequestStatus.QUEUED),
+            ARQ_JOB_KEY_PREFIX + job_id,
+            self.queue_name,
+        ]
+        args: list[Any] = [request.request_id, now, _dump(created), _dump(merge), job_id]
+        args += [arq_job_record(request.request_id), int(now * 1000), self._job_expires_ms]
+        args += [self.prefix, *fields]
+        flag, request_id = await self._create(keys=keys, args=args)
+        request_id = _text(request_id)
+        if int(flag) == 1:
+            self._audit.emit(created)
+            return Submission(request_id, merged=False)
+        self._audit.emit({**merge, "request_id": request_id})
+        return Submission(request_id, merged=True)
+
+    async def transition(
+        self,
+        request: DisconnectRequest,
+        to: RequestStatus,
+        details: TransitionDetails | None = None,
+        *,
+        expect_job: bool = True,
+        attempts_delta: int = 0,
+        enqueue_in: float | None = None,
+        updates: dict[str, Any] | None = None,
+    ) -> DisconnectRequest:
+        """Move ``request`` from its current status to ``to``, atomically, and audit it once.
+
+        ``request`` is the caller's snapshot; if the ledger no longer agrees with its status (or,
+        with ``expect_job``, its job id) nothing changes and :class:`StaleTransition` is raised.
+        ``enqueue_in`` (seconds) enqueues a fresh arq job due after that delay, in the same step.
+        ``updates`` are extra request fields to write (``None`` clears a field).
+        """
+        check_transition(request.request_id, request.status, to)
+        details = details or TransitionDetails()
+        now = time.time()
+        new_job = enqueue_in is not None
+        attempt = request.attempts + attempts_delta
+        record = self._record(
+            STATUS_CHANGED,
+            request,
+            request.status,
+            to,
+            _JOB_PLACEHOLDER if new_job else request.job_id,
+            details=details,
+            attempt=attempt,
+        )
+        keys = [
+            self.request_key(request.request_id),
+            self.history_key(request.request_id),
+            self.status_key(request.status),
+            self.status_key(to),
+            self.active_key(request.account_id),
+            self.queue_name,
+        ]
+        score = int((now + (enqueue_in or 0.0)) * 1000)
+        args: list[Any] = [
+            request.request_id,
+            request.status.value,
+            (request.job_id or "") if expect_job else "",
+            to.value,
+            now,
+            _dump(record),
+            "1" if to.is_terminal else "0",
+            attempts_delta,
+            "1" if new_job else "0",
+            arq_job_record(request.request_id) if new_job else b"",
+            score,
+            self._job_expires_ms + int((enqueue_in or 0.0) * 1000),
+            ARQ_JOB_KEY_PREFIX,
+            *_flatten(updates or {}),
+        ]
+        result = await self._transition(keys=keys, args=args)
+        code = int(result[0])
+        if code == -1:
+            raise RequestNotFound(request.request_id)
+        if code == -2:
+            raise IllegalTransition(request.request_id, request.status, to)
+        if code == 0:
+            raise StaleTransition(
+                request.request_id, f"{request.status}/{request.job_id}", _text(result[1])
+            )
+        job_id = _text(result[1])
+        self._audit.emit({**record, "job_id": job_id})
+        changed = {**(updates or {}), "status": to, "updated_at": now, "job_id": job_id}
+        changed["attempts"] = attempt
+        return request.model_copy(update=changed)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> DisconnectRequest:
+        raw = await self.redis.hgetall(self.request_key(request_id))  # type: ignore[misc]
+        if not raw:
+            raise RequestNotFound(request_id)
+        return DisconnectRequest.from_redis({_text(k): _text(v) for k, v in raw.items()})
+
+    async def history(self, request_id: str) -> list[dict[str, Any]]:
+        """The request's audit records, oldest first."""
+        raw = await self.redis.lrange(self.history_key(request_id), 0, -1)  # type: ignore[misc]
+        return [json.loads(item) for item in raw]
+
+    async def requests_for_account(self, account_id: str) -> list[str]:
+        """Every request id ever made for the account, oldest first."""
+        raw = await self.redis.zrange(self.account_requests_key(account_id), 0, -1)
+        return [_text(item) for item in raw]
+
+    async def resolve(self, ref: str) -> DisconnectRequest:
+        """A request by id, or an account's active (else most recent) request by ``fca_`` id."""
+        if not ACCOUNT_ID_RE.match(ref):
+            return await self.get(ref)
+        active = await self.redis.get(self.active_key(ref))
+        if active is not None:
+            return await self.get(_text(active))
+        ids = await self.requests_for_account(ref)
+        if not ids:
+            raise RequestNotFound(ref)
+        return await self.get(ids[-1])
+
+    async def count_by_status(self) -> dict[RequestStatus, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for status in RequestStatus:
+                pipe.zcard(self.status_key(status))
+            counts: Sequence[int] = await pipe.execute()
+        return dict(zip(RequestStatus, counts, strict=True))
+
+    async def ids_in_status(self, status: RequestStatus, limit: int = 1000) -> list[str]:
+        raw = await self.redis.zrange(self.status_key(status), 0, limit - 1)
+        return [_text(item) for item in raw]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        event: str,
+        request: DisconnectRequest,
+        from_status: RequestStatus | None,
+        to: RequestStatus | None,
+        job_id: str | None,
+        *,
+        details: TransitionDetails | None = None,
+        attempt: int | None = None,
+    ) -> dict[str, Any]:
+        d = details or TransitionDetails()
+        return build_record(
+            event,
+            request_id=request.request_id,
+            account_id=request.account_id,
+            to=to.value if to else None,
+            attempt=request.attempts if attempt is None else attempt,
+            source=request.source.value,
+            reference=request.reference,
+            reason=request.reason,
+            job_id=job_id,
+            worker=self._actor,
+            stripe_request_id=d.stripe_request_id,
+            http_status=d.http_status,
+            stripe_error_code=d.stripe_error_code,
+            message=d.message,
+            duration_ms=None if d.duration_ms is None else round(d.duration_ms, 1),
+            operator=d.operator,
+            **{"from": from_status.value if from_status else None},
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _dump(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _flatten(updates: dict[str, Any]) -> list[str]:
+    flat: list[str] = []
+    for key, value in updates.items():
+        flat += [key, "" if value is None else str(value)]
+    return flat
+
+
+def _hash_fields(request: DisconnectRequest) -> list[str]:
+    data = request.model_dump(mode="json", exclude_none=True, exclude={"job_id"})
+    return _flatten(data)

@@ -1,0 +1,37 @@
+"""``fcd``: the command line for submitting requests and inspecting the ledger.
+
+Exit codes: 0 success, 1 operational error (e.g. Redis unreachable), 2 bad input (nothing done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from producer.cli import status, submit
+from producer.cli.context import CliError
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fcd", description="fc-disconnect command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    submit.register(sub)
+    status.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fcd`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.handler
+    try:
+        return asyncio.run(command(args))
+    except CliError as exc:
+        print(f"fcd: error: {exc}", file=sys.stderr)
+        return exc.exit_code

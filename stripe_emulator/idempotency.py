@@ -1,0 +1,99 @@
+"""Stripe's idempotency layer: one stored answer per (API key, `Idempotency-Key`) for a TTL.
+
+`IdempotencyStore.begin` reserves a key for a request and reports what Stripe would do instead
+of running it: replay the stored answer, 409 while the first request is still running, or 400
+`idempotency_error` when the key was first used with another method, path or body. `finish`
+stores the answer (only answers from a request that began executing: 200s and 500s, see
+`should_store`); `abandon` frees the key without storing (429s, validation errors, resets).
+
+Entries expire `ttl` seconds after they were reserved. Keys are inserted in time order and all
+share one TTL, so expiry pops from the front of the dict: amortised O(1) per request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    """The answer replayed for a key."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    request_id: str
+
+
+@dataclass(slots=True)
+class Entry:
+    """One key's reservation; `response` is None while the first request runs."""
+
+    fingerprint: tuple[str, str, bytes]
+    expires_at: float
+    response: StoredResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """What `begin` decided: exactly one of the fields is meaningful (`run` means go ahead)."""
+
+    run: bool = False
+    replay: StoredResponse | None = None
+    conflict: bool = False
+    mismatch: bool = False
+
+
+def should_store(status: int) -> bool:
+    """Whether Stripe keeps an answer of `status`: it began executing (200) or failed inside (500).
+
+    Validation errors, 409s, 429s and edge errors (502/503/504) are not kept: Stripe saves a
+    result only once the endpoint has started executing.
+    """
+    return status < 300 or status == 500
+
+
+class IdempotencyStore:
+    """Stored answers, keyed by (API key, idempotency key)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def begin(self, scope: str, key: str, fingerprint: tuple[str, str, bytes]) -> Begin:
+        """Reserve `key` for a request with `fingerprint`, unless Stripe would do otherwise."""
+        now = time.monotonic()
+        self._expire(now)
+        entry = self._entries.get((scope, key))
+        if entry is None:
+            self._entries[scope, key] = Entry(fingerprint, now + self.ttl)
+            return Begin(run=True)
+        if entry.fingerprint != fingerprint:
+            return Begin(mismatch=True)
+        if entry.response is not None:
+            return Begin(replay=entry.response)
+        return Begin(conflict=True)
+
+    def finish(self, scope: str, key: str, response: StoredResponse) -> None:
+        """Store the answer of the request that reserved `key`."""
+        entry = self._entries.get((scope, key))
+        if entry is not None:
+            entry.response = response
+
+    def abandon(self, scope: str, key: str) -> None:
+        """Forget a reservation whose answer is not kept."""
+        entry = self._entries.get((scope, key))
+        if entry is not None and entry.response is None:
+            del self._entries[scope, key]
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest].expires_at > now:
+                return
+            del entries[oldest]

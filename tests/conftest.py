@@ -1,0 +1,55 @@
+"""Fixtures shared by every tier: a real Redis (private unless FCD_REDIS_URL is set) and a ledger.
+
+Each test gets its own key prefix and queue name, so tests never see each other's data, and a
+Redis we did not start is never flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from devenv.redis_server import private_redis
+from ledger.audit import AuditTrail
+from ledger.store import Ledger
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the Redis the tests use: ``FCD_REDIS_URL``, else a private redis-server."""
+    given = os.environ.get("FCD_REDIS_URL")
+    if given:
+        yield given
+        return
+    with private_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A key prefix unique to this test."""
+    return f"t{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def audit_path(tmp_path: Path) -> Path:
+    return tmp_path / "audit.jsonl"
+
+
+@pytest.fixture
+async def ledger(redis: Redis, namespace: str, audit_path: Path) -> AsyncIterator[Ledger]:
+    audit = AuditTrail(audit_path)
+    yield Ledger(redis, queue_name=f"{namespace}queue", audit=audit, prefix=f"{namespace}fcd:")
+    audit.close()

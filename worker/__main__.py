@@ -1,0 +1,26 @@
+"""``python -m worker [--burst]``: run one arq worker process. Run more of them to scale out."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from ledger.logging import configure_logging
+from worker.app import build_worker
+from worker.settings import WorkerSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    args = parser.parse_args(argv)
+    settings = WorkerSettings()  # required fields come from FCD_* env
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker = build_worker(settings, burst=args.burst)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""arq wiring: the worker process's lifecycle and the thin job adapter.
+
+Everything long-lived (Redis pool, the one ``aiohttp.ClientSession``, the ledger, the rate limiter)
+is opened in :func:`startup` on one ``AsyncExitStack`` and closed in :func:`shutdown`. The job
+function validates its JSON payload, binds the request's context for logging and calls the typed
+core in :mod:`worker.disconnect`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+import structlog
+from arq import func
+from arq.connections import RedisSettings
+from arq.worker import Worker
+from redis.asyncio import Redis
+
+from ledger.audit import AuditTrail
+from ledger.jobs import DISCONNECT_JOB, DisconnectJob, deserialize, serialize
+from ledger.store import Ledger
+from worker.disconnect import DisconnectDeps, run_disconnect
+from worker.gate import CallGate, ProcessGate
+from worker.retry import RetryPolicy
+from worker.settings import WorkerSettings
+from worker.stripe_client import StripeClient, client_timeout
+
+log = structlog.get_logger("fcd.worker")
+
+
+async def disconnect_account(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """arq job: one disconnect attempt for the request named in ``payload``."""
+    job = DisconnectJob.model_validate(payload)
+    deps: DisconnectDeps = ctx["deps"]
+    with structlog.contextvars.bound_contextvars(request_id=job.request_id, job_id=ctx["job_id"]):
+        return await run_disconnect(deps, job.request_id, ctx["job_id"])
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: WorkerSettings = ctx["settings"]
+    stack = AsyncExitStack()
+    ctx["exit_stack"] = stack
+    redis = Redis.from_url(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    session = await stack.enter_async_context(
+        aiohttp.ClientSession(
+            timeout=client_timeout(
+                settings.stripe_connect_timeout_seconds, settings.stripe_timeout_seconds
+            ),
+            connector=aiohttp.TCPConnector(limit=settings.max_jobs * 2),
+        )
+    )
+    audit = AuditTrail(settings.audit_log_path)
+    stack.callback(audit.close)
+    ledger = Ledger.from_settings(redis, settings, audit)
+    gate: CallGate = await build_gate(redis, settings, stack)
+    ctx["deps"] = DisconnectDeps(
+        ledger=ledger,
+        stripe=StripeClient(
+            session=session,
+            api_base=settings.stripe_api_base,
+            api_key=settings.stripe_api_key,
+            api_version=settings.stripe_api_version,
+        ),
+        gate=gate,
+        policy=RetryPolicy(
+            base_seconds=settings.retry_base_seconds,
+            cap_seconds=settings.retry_cap_seconds,
+            max_attempts=settings.max_attempts,
+            max_age_seconds=settings.max_request_age_seconds,
+        ),
+        precheck_account=settings.precheck_account,
+        idempotency_refresh_seconds=settings.idempotency_refresh_seconds,
+    )
+    log.info("worker.started", max_jobs=settings.max_jobs, queue=settings.queue_name)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    stack: AsyncExitStack | None = ctx.get("exit_stack")
+    if stack is not None:
+        await stack.aclose()
+    log.info("worker.stopped")
+
+
+async def build_gate(redis: Redis, settings: WorkerSettings, stack: AsyncExitStack) -> CallGate:
+    """The gate every Stripe call of this process waits at."""
+    return ProcessGate(settings.max_jobs)
+
+
+def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
+    """An arq ``Worker`` for ``settings``; JSON serializer, no pickle anywhere."""
+    return Worker(
+        functions=[func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000)],
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        queue_name=settings.queue_name,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        max_jobs=settings.max_jobs,
+        job_timeout=settings.job_timeout_seconds,
+        keep_result=3600,
+        poll_delay=0.2,
+        burst=burst,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        ctx={"settings": settings},
+        handle_signals=True,
+    )

@@ -1,0 +1,75 @@
+"""The distributed rate limiter every worker process shares, in Redis (issue #4).
+
+Stripe allows about 25 requests/s per endpoint, 100 operations/s per account in live mode (25/s in
+test mode) and about 20 requests in flight; other services use the same account. Every worker on
+every host asks one limiter, kept in Redis, before each Stripe call::
+
+    limiter = RateLimiter(redis, RateBudget.for_stripe(live_mode=True))
+    async with account_lock(redis, account_id), limiter.slot("disconnect", priority="bulk"):
+        ...  # the HTTP call
+    # on a 429 carrying Stripe-Rate-Limited-Reason:
+    await limiter.report_rate_limited("disconnect", reason)
+
+Design. One Lua script decides each acquisition atomically, on Redis server time: it checks the
+kill switch, the endpoint budget, the global budget and the in-flight cap together, and either
+grants (advancing both GCRA arrival times and adding a lease) or says how long to wait, changing
+nothing. GCRA with a bucket of ``burst`` requests (1 by default) spaces grants evenly, so no
+sliding window, 1 s or 100 ms, sees more than ``rate x window + burst``. A caller whose slot is at
+most ``reserve_ahead_seconds`` away books it and sleeps until it, so waiting costs one round trip
+and no connection; callers further back sleep for the returned time (with a little jitter) and
+ask again. Leases are a sorted set of ids scored by expiry, pruned by the same script, so a dead
+worker's calls stop counting after ``lease_seconds``. Priority: an urgent caller that must wait
+leaves a short-lived marker; while any marker is live, bulk callers are refused and wait, so urgent
+callers get the next slots; a marker expires on its own shortly after its holder's expected retry.
+Adaptive: ``report_rate_limited`` multiplies a shared factor on every rate by 0.5 (once per
+cooldown, floored at ``min_rate_factor``), and the script adds ``recovery_per_second`` back for each
+second since, so every worker slows at once and recovers without a background task. Fail closed:
+no permit without Redis; ``acquire`` retries with capped backoff and logs
+``limiter.redis_unavailable``. ``acquire(timeout=...)`` and task cancellation let callers stop.
+
+Why not a library. ``limits`` offers fixed/moving/sliding windows that answer allowed-or-not per
+limit, one limit at a time, with no concurrency leases, no wait time and no adaptation.
+``pyrate-limiter`` (leaky bucket, Redis backend) checks several rates of one bucket, but not an
+endpoint bucket, a global bucket and a concurrency cap in one atomic step, and has no adaptive
+factor or priority. ``redis-rate-limiters`` has a Redis semaphore and a token bucket as separate
+context managers: taking both is two non-atomic steps, and it neither adapts nor prioritises.
+None meets every point (shared, smooth, atomic multi-budget plus leases, fail closed, adaptive,
+async), and the whole policy fits in one short script, so it is written here.
+
+Layout: :mod:`.scripts` (the Lua), :mod:`.budget` (value types), :mod:`.limiter`
+(:class:`RateLimiter`), :mod:`.breaker` (the ``fcd:paused`` kill switch), :mod:`.locks` (one
+call per account), :mod:`.errors` (the exception tree).
+"""
+
+from worker.ratelimit.breaker import PAUSE_KEY, PauseState, get_pause, pause, resume
+from worker.ratelimit.budget import (
+    STRIPE_ENDPOINTS,
+    LimiterSnapshot,
+    Permit,
+    Priority,
+    RateBudget,
+)
+from worker.ratelimit.errors import AccountBusy, LimiterError, LimiterTimeout, UnknownEndpoint
+from worker.ratelimit.limiter import RateLimiter
+from worker.ratelimit.locks import ACCOUNT_LOCK_PREFIX, AccountLock, account_lock
+
+__all__ = [
+    "ACCOUNT_LOCK_PREFIX",
+    "PAUSE_KEY",
+    "STRIPE_ENDPOINTS",
+    "AccountBusy",
+    "AccountLock",
+    "LimiterError",
+    "LimiterSnapshot",
+    "LimiterTimeout",
+    "PauseState",
+    "Permit",
+    "Priority",
+    "RateBudget",
+    "RateLimiter",
+    "UnknownEndpoint",
+    "account_lock",
+    "get_pause",
+    "pause",
+    "resume",
+]
