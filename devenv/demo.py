@@ -29,7 +29,9 @@ from rich.table import Table
 from devenv.processes import ProcessGroup, start_emulator, worker_env
 from devenv.redis_server import PrivateRedis, start_redis
 from ledger.audit import STATUS_CHANGED, AuditTrail
+from ledger.logging import configure_logging
 from ledger.models import DisconnectRequest, RequestSource, RequestStatus
+from ledger.settings import LogFormat
 from ledger.store import Ledger
 from producer.api import Producer
 from producer.cli.status import render_timeline
@@ -38,7 +40,7 @@ from producer.settings import ProducerSettings
 WORKERS = 2
 ACCOUNTS = 300
 TIMEOUT_SECONDS = 180.0
-console = Console()
+console = Console(width=max(Console().width, 140))
 
 
 async def pick_accounts(base: str) -> dict[str, list[str]]:
@@ -144,6 +146,8 @@ def count_audit_events(audit_dir: Path) -> int:
 
 async def run(redis_url: str, workdir: Path) -> int:
     group = ProcessGroup(workdir / "logs")
+    # The producer's own audit lines go to its JSON-lines file, not over the progress display.
+    configure_logging(LogFormat.JSON, "WARNING")
     audit_dir = workdir / "audit"
     try:
         base = start_emulator(group, accounts=ACCOUNTS)

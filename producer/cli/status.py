@@ -44,19 +44,21 @@ def render_timeline(
     console.print(
         f"[bold]{request['request_id']}[/] {request['account_id']} "
         f"status=[bold]{request['status']}[/] attempts={request['attempts']} "
-        f"source={request['source']}:{request['reference']}"
+        f"source={request['source']}:{request['reference']} reason={request.get('reason', '')!r}"
     )
-    table = Table("time (UTC)", "event", "from", "to", "attempt", "HTTP", "Request-Id", "message")
+    table = Table(
+        "time (UTC)", "event", "from", "to", "try", "HTTP", "Stripe Request-Id", "message"
+    )
     for record in history:
         table.add_row(
-            str(record.get("ts", "")).replace("T", " ").rstrip("Z"),
-            str(record["event"]).removeprefix("disconnect."),
+            str(record.get("ts", ""))[11:23],
+            str(record["event"]).rpartition(".")[2],
             record.get("from") or "",
             record.get("to") or "",
-            str(record.get("attempt") if record.get("attempt") is not None else ""),
+            "" if record.get("attempt") is None else str(record["attempt"]),
             str(record.get("http_status") or ""),
             record.get("stripe_request_id") or "",
-            record.get("message") or record.get("reason") or "",
+            record.get("message") or "",
         )
     console.print(table)
 

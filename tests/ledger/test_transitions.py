@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 import pytest
@@ -42,7 +43,7 @@ def _is_legal_history(history: list[dict[str, object]]) -> bool:
     changes = [h for h in history if h["event"] == STATUS_CHANGED]
     if not changes or changes[0]["from"] is not None or changes[0]["to"] != "queued":
         return False
-    for previous, current in zip(changes, changes[1:], strict=False):
+    for previous, current in itertools.pairwise(changes):
         if current["from"] != previous["to"]:
             return False
         to = RequestStatus(str(current["to"]))
@@ -76,7 +77,9 @@ async def _drive(redis_url: str, events: list[RequestStatus]) -> None:
         await redis.aclose()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(events=st.lists(st.sampled_from(list(RequestStatus)), max_size=12))
 def test_random_event_sequences_leave_legal_histories(
     redis_url: str, events: list[RequestStatus]

@@ -13,7 +13,10 @@ from worker.stripe_client import StripeAPIError, StripeMeta, StripeTimeout, Stri
 
 
 def api_error(
-    status: int, code: str | None = None, should_retry: bool | None = None, reason: str | None = None
+    status: int,
+    code: str | None = None,
+    should_retry: bool | None = None,
+    reason: str | None = None,
 ) -> StripeAPIError:
     meta = StripeMeta(http_status=status, should_retry=should_retry, rate_limited_reason=reason)
     return StripeAPIError("boom", meta, type_="api_error", code=code)

@@ -1,0 +1,39 @@
+"""A tiny client for the emulator's admin API (``/_emulator/...``), used by tests and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+
+@dataclass
+class EmulatorAdmin:
+    base: str
+    session: aiohttp.ClientSession
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.session.request(method, self.base + path, json=body) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def create_accounts(self, count: int = 1, status: str = "active") -> list[str]:
+        body = {"count": count, "status": status}
+        created = await self._json("POST", "/_emulator/accounts", body)
+        return [a["id"] for a in created["data"]]
+
+    async def account(self, account_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", f"/_emulator/accounts/{account_id}")
+        return result
+
+    async def script(self, account_id: str, *responses: dict[str, Any]) -> None:
+        body = {"account_id": account_id, "responses": list(responses)}
+        await self._json("POST", "/_emulator/script", body)
+
+    async def requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = (await self._json("GET", "/_emulator/requests"))["data"]
+        return result
+
+    async def configure(self, **update: Any) -> None:
+        await self._json("POST", "/_emulator/config", update)

@@ -1,0 +1,61 @@
+"""Worker fixtures: the emulator in-process (in both already-disconnected modes) and job deps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from ledger.store import Ledger
+from stripe_emulator import DEFAULT_API_KEY, EmulatorConfig, RunningEmulator, run_emulator
+from tests.emulator_admin import EmulatorAdmin
+from worker.disconnect import DisconnectDeps
+from worker.gate import ProcessGate
+from worker.retry import RetryPolicy
+from worker.stripe_client import StripeClient, client_timeout
+
+MakeDeps = Callable[..., DisconnectDeps]
+
+
+@pytest.fixture(params=["200", "400"], ids=["second-disconnect-200", "second-disconnect-400"])
+async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[RunningEmulator]:
+    """The emulator, once per documented-or-not answer to a second disconnect."""
+    config = EmulatorConfig(accounts=20, seed=3, already_disconnected_mode=request.param)
+    async with run_emulator(config) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=client_timeout(2.0, 1.5)) as session:
+        yield session
+
+
+@pytest.fixture
+def admin(emulator: RunningEmulator, http: aiohttp.ClientSession) -> EmulatorAdmin:
+    return EmulatorAdmin(emulator.url, http)
+
+
+@pytest.fixture
+def make_deps(ledger: Ledger, emulator: RunningEmulator, http: aiohttp.ClientSession) -> MakeDeps:
+    """Build job deps against the emulator; keyword overrides for policy and precheck."""
+
+    def build(
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        max_attempts: int = 5,
+        precheck_account: bool = True,
+    ) -> DisconnectDeps:
+        return DisconnectDeps(
+            ledger=ledger,
+            stripe=StripeClient(http, emulator.url, SecretStr(api_key), "2026-06-24.dahlia"),
+            gate=ProcessGate(10),
+            policy=RetryPolicy(
+                base_seconds=0.01, cap_seconds=0.05, max_attempts=max_attempts, max_age_seconds=60
+            ),
+            precheck_account=precheck_account,
+        )
+
+    return build

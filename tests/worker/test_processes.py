@@ -1,0 +1,120 @@
+"""Real ``python -m worker`` processes against real Redis and the emulator process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from devenv.processes import ProcessGroup, start_emulator, worker_env
+from ledger.audit import STATUS_CHANGED
+from ledger.models import RequestSource, RequestStatus
+from ledger.store import Ledger
+from tests.emulator_admin import EmulatorAdmin
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[ProcessGroup]:
+    processes = ProcessGroup(tmp_path / "logs")
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def emulator_url(group: ProcessGroup) -> str:
+    return start_emulator(group, accounts=50, extra=["--no-limits"])
+
+
+@pytest.fixture
+async def admin(emulator_url: str) -> AsyncIterator[EmulatorAdmin]:
+    async with aiohttp.ClientSession() as session:
+        yield EmulatorAdmin(emulator_url, session)
+
+
+def env_for(ledger: Ledger, redis_url: str, emulator_url: str, audit: Path) -> dict[str, str]:
+    return worker_env(
+        redis_url,
+        emulator_url,
+        key_prefix=ledger.prefix,
+        queue_name=ledger.queue_name,
+        audit_log_path=str(audit),
+        retry_base_seconds="0.05",
+        retry_cap_seconds="0.2",
+    )
+
+
+async def wait_for_exit(group: ProcessGroup, names: list[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(group.processes[n].poll() is None for n in names):
+        assert time.monotonic() < deadline, "workers did not finish"
+        await asyncio.sleep(0.1)
+
+
+async def test_two_burst_workers_finish_every_request(
+    group: ProcessGroup, ledger: Ledger, admin: EmulatorAdmin, redis_url: str, tmp_path: Path
+) -> None:
+    """Two worker processes drain 40 requests to the right terminal statuses, fully audited."""
+    active = await admin.create_accounts(30)
+    gone = await admin.create_accounts(5, status="disconnected")
+    unknown = [f"fca_missing{i}" for i in range(5)]
+    ids = {}
+    for account in active + gone + unknown:
+        submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
+        ids[account] = submitted.request_id
+    for n in range(2):
+        env = env_for(ledger, redis_url, admin.base, tmp_path / f"worker{n}.jsonl")
+        group.start(f"worker{n}", ["-m", "worker", "--burst"], env)
+    await wait_for_exit(group, ["worker0", "worker1"], seconds=60)
+    expected = {a: RequestStatus.DISCONNECTED for a in active}
+    expected |= {a: RequestStatus.ALREADY_DISCONNECTED for a in gone}
+    expected |= {a: RequestStatus.NOT_FOUND for a in unknown}
+    transitions = 0
+    for account, request_id in ids.items():
+        assert (await ledger.get(request_id)).status == expected[account], account
+        transitions += len(await ledger.history(request_id))
+    for account in active:
+        assert (await admin.account(account))["status"] == "disconnected"
+    lines = [
+        json.loads(line)
+        for path in tmp_path.glob("worker*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    worker_changes = [rec for rec in lines if rec["event"] == STATUS_CHANGED]
+    assert len(worker_changes) == transitions - len(ids)  # the producer wrote each "queued"
+    assert len({rec["worker"] for rec in worker_changes}) == 2
+
+
+async def test_sigterm_mid_call_requeues_and_next_worker_finishes(
+    group: ProcessGroup, ledger: Ledger, admin: EmulatorAdmin, redis_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a call hangs: the request goes back to queued (attempt not spent); a new
+    worker process picks it up and disconnects the account."""
+    [account] = await admin.create_accounts(1)
+    await admin.script(account, {"hang_seconds": 2.0})
+    submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
+    env = env_for(ledger, redis_url, admin.base, tmp_path / "audit.jsonl")
+    group.start("first", ["-m", "worker"], env)
+    deadline = time.monotonic() + 20
+    while (await ledger.get(submitted.request_id)).status != RequestStatus.IN_PROGRESS:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    group.signal("first", signal.SIGTERM)
+    await wait_for_exit(group, ["first"], seconds=20)
+    requeued = await ledger.get(submitted.request_id)
+    assert requeued.status == RequestStatus.QUEUED
+    assert requeued.attempts == 0
+    group.start("second", ["-m", "worker", "--burst"], env)
+    await wait_for_exit(group, ["second"], seconds=30)
+    done = await ledger.get(submitted.request_id)
+    assert done.status == RequestStatus.DISCONNECTED
+    history = [h["to"] for h in await ledger.history(submitted.request_id)]
+    assert history[:4] == ["queued", "in_progress", "queued", "in_progress"]
