@@ -6,6 +6,7 @@ Key layout (``P`` is the key prefix, ``fcd:`` by default):
 - ``P req:<id>:hist``       list: JSON audit records, oldest first
 - ``P acct:<fca>:active``   string: id of the account's one active request, if any
 - ``P acct:<fca>:reqs``     sorted set: every request id for the account, by creation time
+- ``P acct:<fca>:hist``     list: JSON audit records about the account itself (no request)
 - ``P status:<status>``     sorted set: request ids in that status, by time of the last change
 - ``arq:job:<job id>``, the queue sorted set: arq's own records, written exactly as arq would
 

@@ -108,6 +108,9 @@ class Ledger:
     def status_key(self, status: RequestStatus) -> str:
         return f"{self.prefix}status:{status.value}"
 
+    def account_history_key(self, account_id: str) -> str:
+        return f"{self.prefix}acct:{account_id}:hist"
+
     # -- writes -------------------------------------------------------------------------------
 
     async def submit(
@@ -231,6 +234,35 @@ class Ledger:
         changed["attempts"] = attempt
         return request.model_copy(update=changed)
 
+    async def note(
+        self, request: DisconnectRequest, event: str, details: TransitionDetails | None = None
+    ) -> dict[str, Any]:
+        """Append an audit record that is not a status change (e.g. Stripe's confirmation)."""
+        record = self._record(
+            event, request, None, None, request.job_id, details=details or TransitionDetails()
+        )
+        record["from"] = record["to"] = request.status.value
+        await self.redis.rpush(self.history_key(request.request_id), _dump(record))  # type: ignore[misc]
+        self._audit.emit(record)
+        return record
+
+    async def note_account(
+        self, account_id: str, event: str, details: TransitionDetails | None = None
+    ) -> dict[str, Any]:
+        """Append an audit record to an account's own history (no request involved)."""
+        d = details or TransitionDetails()
+        record = build_record(
+            event,
+            account_id=account_id,
+            worker=self._actor,
+            stripe_request_id=d.stripe_request_id,
+            message=d.message,
+            operator=d.operator,
+        )
+        await self.redis.rpush(self.account_history_key(account_id), _dump(record))  # type: ignore[misc]
+        self._audit.emit(record)
+        return record
+
     # -- reads --------------------------------------------------------------------------------
 
     async def get(self, request_id: str) -> DisconnectRequest:
@@ -243,6 +275,15 @@ class Ledger:
         """The request's audit records, oldest first."""
         raw = await self.redis.lrange(self.history_key(request_id), 0, -1)  # type: ignore[misc]
         return [json.loads(item) for item in raw]
+
+    async def account_history(self, account_id: str) -> list[dict[str, Any]]:
+        """Everything recorded about an account: its own notes and every request's history,
+        in time order."""
+        raw = await self.redis.lrange(self.account_history_key(account_id), 0, -1)  # type: ignore[misc]
+        records = [json.loads(item) for item in raw]
+        for request_id in await self.requests_for_account(account_id):
+            records += await self.history(request_id)
+        return sorted(records, key=lambda record: str(record["ts"]))
 
     async def requests_for_account(self, account_id: str) -> list[str]:
         """Every request id ever made for the account, oldest first."""

@@ -162,3 +162,17 @@ async def test_resolve_by_account_finds_active_then_latest(ledger: Ledger) -> No
     assert (await ledger.resolve(ACCOUNT)).request_id == request.request_id
     request = await ledger.transition(request, RequestStatus.CANCELLED)
     assert (await ledger.resolve(ACCOUNT)).status == RequestStatus.CANCELLED
+
+
+async def test_notes_and_account_history(ledger: Ledger, audit_path: Path) -> None:
+    """Notes append audit records without a status change; the account history merges them all."""
+    request = await ledger.get(await _submit(ledger))
+    await ledger.note(request, "disconnect.confirmed", TransitionDetails(message="webhook"))
+    await ledger.note_account(ACCOUNT, "account.externally_disconnected")
+    history = await ledger.history(request.request_id)
+    assert history[-1]["event"] == "disconnect.confirmed"
+    assert history[-1]["from"] == history[-1]["to"] == "queued"
+    assert (await ledger.get(request.request_id)).status == RequestStatus.QUEUED
+    events = [r["event"] for r in await ledger.account_history(ACCOUNT)]
+    assert events == [STATUS_CHANGED, "disconnect.confirmed", "account.externally_disconnected"]
+    assert len(audit_path.read_text().splitlines()) == 3
