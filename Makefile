@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install format lint mypy test demo bench bench-emulator bench-ratelimit clean
+.PHONY: install install-browser format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The dashboard's browser test drives Debian's chromium through Playwright (never `playwright
+# install`: browser downloads are not available here).
+install-browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -25,7 +30,7 @@ lint: $(STAMP)
 mypy: $(STAMP)
 	$(BIN)/mypy
 
-test: lint mypy
+test: lint mypy install-browser
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
@@ -34,7 +39,13 @@ demo: $(STAMP)
 bench-emulator: $(STAMP)
 	$(BIN)/python bench/emulator.py
 
-bench: bench-emulator
+bench-intake: $(STAMP)
+	$(BIN)/python bench/intake.py
+
+bench-ratelimit: $(STAMP)
+	$(BIN)/python bench/ratelimit.py
+
+bench: bench-emulator bench-intake bench-ratelimit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -66,11 +66,16 @@ class ProcessGroup:
 
     def stop_all(self, timeout: float = 15.0) -> None:
         """SIGTERM everything still running, then SIGKILL what did not exit in ``timeout``."""
-        for process in self.processes.values():
+        self.stop(list(self.processes), timeout)
+
+    def stop(self, names: Sequence[str], timeout: float = 15.0) -> None:
+        """SIGTERM the named processes, then SIGKILL those that did not exit in ``timeout``."""
+        chosen = [self.processes[name] for name in names]
+        for process in chosen:
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + timeout
-        for process in self.processes.values():
+        for process in chosen:
             remaining = max(deadline - time.monotonic(), 0.1)
             try:
                 process.wait(remaining)

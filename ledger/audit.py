@@ -5,6 +5,19 @@ Vocabulary (the ``event`` field):
 - ``disconnect.status_changed``: a request moved from one status to another (exactly one per move).
 - ``disconnect.merged``: a new submission for an account that already had an active request was
   folded into it; the caller got the existing id.
+- ``service.paused`` / ``service.resumed``: the kill switch was set (by ``fcd pause`` or by the
+  circuit breaker after a 401/403, logged at error level) or lifted; ``operator`` and ``message``
+  say who and why.
+- ``disconnect.confirmed``: Stripe's ``financial_connections.account.disconnected`` webhook for a
+  disconnect this service made (matched by our ``Idempotency-Key``); in the request's history.
+- ``account.externally_disconnected``: that webhook for a disconnect someone else made (e.g. the
+  user at their bank); in the account's history. A waiting request for it is then cancelled.
+- ``customer.status_changed`` / ``customer.children_added``: a customer-level request (``cr_…``)
+  moved, or one page of its accounts got child requests (``message`` names the customer and
+  count); in the parent's history (see ``ledger.customers``).
+- ``disconnect.reenqueued``: the reconciler gave a waiting request whose arq job was lost a fresh
+  job, without a status change (``message`` says what was wrong; see ``ledger.reconcile``).
+  Operator re-queues and cancels are ``disconnect.status_changed`` records with ``operator`` set.
 
 Every record carries the same keys (absent values are ``null``) so that machines can query the file:
 request_id, account_id, from, to, attempt, source, reference, reason, job_id, worker,
@@ -114,9 +127,9 @@ class AuditTrail:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8", buffering=1)
 
-    def emit(self, record: dict[str, Any]) -> None:
+    def emit(self, record: dict[str, Any], level: str = "info") -> None:
         fields = {k: v for k, v in record.items() if k != "event"}
-        self._log.info(record["event"], **fields)
+        getattr(self._log, level)(record["event"], **fields)
         if self._file is not None:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
 

@@ -34,6 +34,18 @@ class BaseServiceSettings(BaseSettings):
     queue_name: str = Field(
         default="fcd:queue:urgent", description="arq queue that carries disconnect jobs."
     )
+    bulk_queue_name: str = Field(
+        default="fcd:queue:bulk",
+        description="arq queue for retention-sweep requests; served after the urgent queue.",
+    )
+    bulk_queue_max_depth: int = Field(
+        default=50_000,
+        gt=0,
+        description="A sweep's submission pauses while the bulk queue holds more jobs than this.",
+    )
+    retention_policies: Path | None = Field(
+        default=None, description="TOML file of retention policies (fcd sweep, worker cron)."
+    )
     log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
     log_level: str = Field(default="INFO", description="Minimum level for log lines.")
     audit_log_path: Path | None = Field(
@@ -43,4 +55,9 @@ class BaseServiceSettings(BaseSettings):
         default=86_400,
         description="How long an enqueued arq job stays valid after its due time "
         "(the reconciler re-creates expired ones).",
+    )
+    in_progress_lease_seconds: float = Field(
+        default=900.0,
+        description="The reconciler re-queues a request in_progress for longer than this with no "
+        "worker holding its job (keep it above the job timeout).",
     )

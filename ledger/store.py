@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from ledger import scripts
 from ledger.audit import (
     MERGED,
+    RECORD_KEYS,
     STATUS_CHANGED,
     AuditTrail,
     TransitionDetails,
@@ -49,6 +50,20 @@ _JOB_PLACEHOLDER = "__JOB__"
 
 
 @dataclass(frozen=True)
+class PreparedSubmission:
+    """The CREATE script's keys and arguments for one new request, and its two possible records.
+
+    Built by :meth:`Ledger.prepare_submit`; run one at a time by :meth:`Ledger.submit` or many to
+    a pipeline by :mod:`ledger.bulk`.
+    """
+
+    keys: list[str]
+    args: list[Any]
+    created: dict[str, Any]
+    merge: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Submission:
     """What :meth:`Ledger.submit` did: the id the caller should track, and whether it merged."""
 
@@ -65,16 +80,18 @@ class Ledger:
         *,
         queue_name: str,
         audit: AuditTrail,
+        bulk_queue_name: str | None = None,
         job_expires_seconds: int = 86_400,
         prefix: str = "fcd:",
         actor: str | None = None,
     ) -> None:
         self.redis = redis
         self.queue_name = queue_name
+        self.bulk_queue_name = bulk_queue_name or queue_name
         self.prefix = prefix
-        self._audit = audit
+        self.audit = audit
+        self.actor = actor or process_name()
         self._job_expires_ms = job_expires_seconds * 1000
-        self._actor = actor or process_name()
         self._create = redis.register_script(scripts.CREATE)
         self._transition = redis.register_script(scripts.TRANSITION)
 
@@ -86,10 +103,24 @@ class Ledger:
         return cls(
             redis,
             queue_name=settings.queue_name,
+            bulk_queue_name=settings.bulk_queue_name,
             audit=audit,
             job_expires_seconds=settings.job_expires_seconds,
             prefix=settings.key_prefix,
         )
+
+    def queue_for(self, source: RequestSource) -> str:
+        """The arq queue of a request: retention sweeps wait in the bulk queue, all else is urgent.
+
+        Derived from the request's source (which never changes), so every enqueue of a request,
+        first or later, goes to the same queue.
+        """
+        return self.bulk_queue_name if source == RequestSource.RETENTION_POLICY else self.queue_name
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """Every arq queue this ledger enqueues to (one if the bulk queue is the urgent one)."""
+        return tuple(dict.fromkeys((self.queue_name, self.bulk_queue_name)))
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -108,6 +139,11 @@ class Ledger:
     def status_key(self, status: RequestStatus) -> str:
         return f"{self.prefix}status:{status.value}"
 
+    @property
+    def pause_key(self) -> str:
+        """The kill switch (see :mod:`ledger.pause`): ``fcd:paused`` with the default prefix."""
+        return f"{self.prefix}paused"
+
     def account_history_key(self, account_id: str) -> str:
         return f"{self.prefix}acct:{account_id}:hist"
 
@@ -124,6 +160,28 @@ class Ledger:
         parent_id: str | None = None,
     ) -> Submission:
         """Record a new request and enqueue its job, or merge into the account's active one."""
+        prepared = self.prepare_submit(
+            account_id,
+            source=source,
+            reference=reference,
+            reason=reason,
+            stripe_account=stripe_account,
+            parent_id=parent_id,
+        )
+        flag, request_id = await self._create(keys=prepared.keys, args=prepared.args)
+        return self.finish_submit(prepared, flag, request_id)
+
+    def prepare_submit(
+        self,
+        account_id: str,
+        *,
+        source: RequestSource,
+        reference: str = "",
+        reason: str = "",
+        stripe_account: str | None = None,
+        parent_id: str | None = None,
+    ) -> PreparedSubmission:
+        """Build (without running) the CREATE script call for one new request."""
         now = time.time()
         request = DisconnectRequest(
             request_id=new_request_id(),
@@ -148,17 +206,24 @@ class Ledger:
             self.account_requests_key(account_id),
             self.status_key(RequestStatus.QUEUED),
             ARQ_JOB_KEY_PREFIX + job_id,
-            self.queue_name,
+            self.queue_for(source),
         ]
-        args: list[Any] = [request.request_id, now, _dump(created), _dump(merge), job_id]
+        args: list[Any] = [request.request_id, now, _stored(created, request), _dump(merge), job_id]
         args += [arq_job_record(request.request_id), int(now * 1000), self._job_expires_ms]
         args += [self.prefix, *fields]
-        flag, request_id = await self._create(keys=keys, args=args)
+        return PreparedSubmission(keys, args, created, merge)
+
+    async def run_create(self, prepared: PreparedSubmission, client: Any = None) -> Any:
+        """Run (or, with a pipeline as ``client``, queue) the CREATE script for ``prepared``."""
+        return await self._create(keys=prepared.keys, args=prepared.args, client=client)
+
+    def finish_submit(self, prepared: PreparedSubmission, flag: Any, request_id: Any) -> Submission:
+        """Publish the audit record of a CREATE script's answer and say what it did."""
         request_id = _text(request_id)
         if int(flag) == 1:
-            self._audit.emit(created)
+            self.audit.emit(prepared.created)
             return Submission(request_id, merged=False)
-        self._audit.emit({**merge, "request_id": request_id})
+        self.audit.emit({**prepared.merge, "request_id": request_id})
         return Submission(request_id, merged=True)
 
     async def transition(
@@ -199,7 +264,7 @@ class Ledger:
             self.status_key(request.status),
             self.status_key(to),
             self.active_key(request.account_id),
-            self.queue_name,
+            self.queue_for(request.source),
         ]
         score = int((now + (enqueue_in or 0.0)) * 1000)
         args: list[Any] = [
@@ -208,7 +273,7 @@ class Ledger:
             (request.job_id or "") if expect_job else "",
             to.value,
             now,
-            _dump(record),
+            _stored(record, request),
             "1" if to.is_terminal else "0",
             attempts_delta,
             "1" if new_job else "0",
@@ -229,7 +294,7 @@ class Ledger:
                 request.request_id, f"{request.status}/{request.job_id}", _text(result[1])
             )
         job_id = _text(result[1])
-        self._audit.emit({**record, "job_id": job_id})
+        self.audit.emit({**record, "job_id": job_id})
         changed = {**(updates or {}), "status": to, "updated_at": now, "job_id": job_id}
         changed["attempts"] = attempt
         return request.model_copy(update=changed)
@@ -242,8 +307,8 @@ class Ledger:
             event, request, None, None, request.job_id, details=details or TransitionDetails()
         )
         record["from"] = record["to"] = request.status.value
-        await self.redis.rpush(self.history_key(request.request_id), _dump(record))  # type: ignore[misc]
-        self._audit.emit(record)
+        await self.redis.rpush(self.history_key(request.request_id), _stored(record, request))  # type: ignore[misc]
+        self.audit.emit(record)
         return record
 
     async def note_account(
@@ -254,13 +319,13 @@ class Ledger:
         record = build_record(
             event,
             account_id=account_id,
-            worker=self._actor,
+            worker=self.actor,
             stripe_request_id=d.stripe_request_id,
             message=d.message,
             operator=d.operator,
         )
         await self.redis.rpush(self.account_history_key(account_id), _dump(record))  # type: ignore[misc]
-        self._audit.emit(record)
+        self.audit.emit(record)
         return record
 
     # -- reads --------------------------------------------------------------------------------
@@ -272,15 +337,25 @@ class Ledger:
         return DisconnectRequest.from_redis({_text(k): _text(v) for k, v in raw.items()})
 
     async def history(self, request_id: str) -> list[dict[str, Any]]:
-        """The request's audit records, oldest first."""
-        raw = await self.redis.lrange(self.history_key(request_id), 0, -1)  # type: ignore[misc]
-        return [json.loads(item) for item in raw]
+        """The request's audit records, oldest first, every key of the audit contract present."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.history_key(request_id), 0, -1)
+            pipe.hmget(self.request_key(request_id), list(_IMPLIED))
+            raw, own = await pipe.execute()
+        implied = {
+            key: _text(value) if value is not None else None
+            for key, value in zip(_IMPLIED, own, strict=True)
+        }
+        implied["request_id"] = request_id
+        for key in ("reference", "reason"):
+            implied[key] = implied[key] or ""
+        return [expand_record({**implied, **json.loads(item)}) for item in raw]
 
     async def account_history(self, account_id: str) -> list[dict[str, Any]]:
         """Everything recorded about an account: its own notes and every request's history,
         in time order."""
         raw = await self.redis.lrange(self.account_history_key(account_id), 0, -1)  # type: ignore[misc]
-        records = [json.loads(item) for item in raw]
+        records = [expand_record(json.loads(item)) for item in raw]
         for request_id in await self.requests_for_account(account_id):
             records += await self.history(request_id)
         return sorted(records, key=lambda record: str(record["ts"]))
@@ -337,7 +412,7 @@ class Ledger:
             reference=request.reference,
             reason=request.reason,
             job_id=job_id,
-            worker=self._actor,
+            worker=self.actor,
             stripe_request_id=d.stripe_request_id,
             http_status=d.http_status,
             stripe_error_code=d.stripe_error_code,
@@ -352,8 +427,32 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: Fields a request's own history records share with the request; stored only where they differ.
+_IMPLIED = ("request_id", "account_id", "source", "reference", "reason")
+
+
+def _stored(record: dict[str, Any], request: DisconnectRequest) -> str:
+    """A record of ``request``'s own history as stored: without null fields and without the
+    fields it shares with the request (:meth:`Ledger.history` puts both back)."""
+    own = {
+        "request_id": request.request_id,
+        "account_id": request.account_id,
+        "source": request.source.value,
+        "reference": request.reference,
+        "reason": request.reason,
+    }
+    return _dump({k: v for k, v in record.items() if k not in own or own[k] != v})
+
+
 def _dump(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"))
+    """A history record as stored: compact JSON without its null fields (it is kept forever, one
+    per status change; :func:`expand_record` restores every key of the audit contract on read)."""
+    return json.dumps({k: v for k, v in record.items() if v is not None}, separators=(",", ":"))
+
+
+def expand_record(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored history record with every key of :data:`RECORD_KEYS` back, absent ones null."""
+    return {**dict.fromkeys(RECORD_KEYS), **stored}
 
 
 def _flatten(updates: dict[str, Any]) -> list[str]:
@@ -364,5 +463,7 @@ def _flatten(updates: dict[str, Any]) -> list[str]:
 
 
 def _hash_fields(request: DisconnectRequest) -> list[str]:
-    data = request.model_dump(mode="json", exclude_none=True, exclude={"job_id"})
+    # Defaults (attempts 0, empty reference, ...) are left out: reads fill them in, HINCRBY
+    # starts from 0, and every pending request is smaller.
+    data = request.model_dump(mode="json", exclude_defaults=True, exclude={"job_id"})
     return _flatten(data)

@@ -22,15 +22,19 @@ _DEFAULT_MESSAGES = {
     409: (
         "idempotency_error",
         "idempotency_key_in_use",
-        "There is currently another in-progress request using this idempotency key. "
-        "Please try again later.",
+        (
+            "There is currently another in-progress request using this idempotency key. "
+            "Please try again later."
+        ),
     ),
     424: ("api_error", None, "An external dependency failed."),
     429: (
         "invalid_request_error",
         "rate_limit",
-        "Request rate limit exceeded. Learn more about rate limits here "
-        "https://stripe.com/docs/rate-limits.",
+        (
+            "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits."
+        ),
     ),
     500: ("api_error", None, "An unknown error occurred"),
     502: ("api_error", None, "Bad gateway: Stripe is temporarily unreachable."),

@@ -11,7 +11,8 @@ A `ForcedOutcome` says what one call does instead of (or besides) its normal wor
 - `rate_limited_reason`: send `Stripe-Rate-Limited-Reason` (with a 429).
 - `execute`: also do the work (disconnect, webhook) before answering with the error or reset,
   the ambiguous case where Stripe acted but the client never learns. Default: true for a plain
-  hang, false otherwise.
+  hang, false otherwise. A reset after executing keeps the real answer under the idempotency
+  key, so a retry with the same key replays it.
 - `store`: keep the answer under the idempotency key; default: only for a 500 (as Stripe).
 
 Scripts are FIFO queues per account for its next disconnect calls, each outcome used once.

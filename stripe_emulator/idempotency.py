@@ -7,12 +7,13 @@ stores the answer (only answers from a request that began executing: 200s and 50
 `should_store`); `abandon` frees the key without storing (429s, validation errors, resets).
 
 Entries expire `ttl` seconds after they were reserved. Keys are inserted in time order and all
-share one TTL, so expiry pops from the front of the dict: amortised O(1) per request.
+share one TTL, so expiry pops from the front: amortised O(1) per request.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -59,7 +60,8 @@ class IdempotencyStore:
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._entries: dict[tuple[str, str], Entry] = {}
+        # An OrderedDict: popping the oldest is O(1), where a dict rescans the holes it leaves.
+        self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -93,7 +95,7 @@ class IdempotencyStore:
     def _expire(self, now: float) -> None:
         entries = self._entries
         while entries:
-            oldest = next(iter(entries))
-            if entries[oldest].expires_at > now:
+            oldest = next(iter(entries.values()))
+            if oldest.expires_at > now:
                 return
-            del entries[oldest]
+            entries.popitem(last=False)

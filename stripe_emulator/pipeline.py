@@ -17,6 +17,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -146,7 +147,7 @@ async def _execute(state: EmulatorState, call: Call, work: Work) -> Answer:
     stored_answer: Answer | None = None
     try:
         answer = await work(state, call)
-        if answer.store and not answer.reset:
+        if answer.store:
             stored_answer = answer
             state.idempotency.finish(
                 call.api_key,
@@ -161,8 +162,6 @@ async def _execute(state: EmulatorState, call: Call, work: Work) -> Answer:
 
 def parse_form(text: str) -> list[tuple[str, str]]:
     """Form-encoded pairs, as Stripe's SDKs send them."""
-    from urllib.parse import parse_qsl
-
     return parse_qsl(text, keep_blank_values=True)
 
 
@@ -177,10 +176,12 @@ async def with_outcome(
         await state.pause(latency)
     if forced is None or not (forced.reset or forced.is_error):
         return work()
-    if forced.executes:
-        work()
+    done = work() if forced.executes else None
     if forced.reset:
-        return Answer(0, reset=True)
+        if done is None:
+            return Answer(0, reset=True)
+        # Stripe finished (and keeps the answer for the key); only the client never hears it.
+        return Answer(done.status, done.body, done.headers, store=done.store, reset=True)
     assert forced.status is not None
     error = errors.generic(
         forced.status,
@@ -204,7 +205,7 @@ def _log(state: EmulatorState, call: Call, answer: Answer, limiter: str | None) 
             method=call.request.method,
             path=call.request.path,
             account_id=call.account_id,
-            status=answer.status,
+            status=0 if answer.reset else answer.status,
             api_key_suffix=call.api_key[-4:] or None,
             idempotency_key=call.idempotency_key,
             stripe_account=call.stripe_account,

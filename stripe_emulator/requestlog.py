@@ -12,7 +12,10 @@ from typing import Any, NamedTuple
 
 
 class LoggedRequest(NamedTuple):
-    """One answered call; `ts` is when it arrived, `end_ts` when it was answered (unix s)."""
+    """One answered call; `ts` is when it arrived, `end_ts` when it was answered (unix s).
+
+    `status` is 0 for a connection reset (no answer was sent).
+    """
 
     ts: float
     end_ts: float

@@ -51,7 +51,7 @@ class WebhookDispatcher:
         seed: int,
     ) -> None:
         self.endpoints = endpoints
-        self.events: deque[dict[str, Any]] = deque(maxlen=100_000)
+        self.events: deque[dict[str, Any]] = deque(maxlen=10_000)  # each holds an account
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._api_version = api_version
         self._max_attempts = max_attempts
@@ -87,13 +87,13 @@ class WebhookDispatcher:
         request_id: str | None,
         idempotency_key: str | None,
     ) -> dict[str, Any]:
-        """Record the disconnected event for `account` and start its deliveries."""
+        """Record the disconnected event for `account` (kept, not copied) and deliver it."""
         event = {
             "id": f"evt_1{to_base62(self._rng.getrandbits(128), 23)}",
             "object": "event",
             "api_version": self._api_version,
             "created": int(time.time()),
-            "data": {"object": {**account, "livemode": livemode}},
+            "data": {"object": account},
             "livemode": livemode,
             "pending_webhooks": len(self.endpoints),
             "request": {"id": request_id, "idempotency_key": idempotency_key},

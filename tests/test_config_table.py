@@ -8,12 +8,18 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from ledger.settings import BaseServiceSettings
+from producer.http.settings import IntakeSettings
 from producer.settings import ProducerSettings
 from worker.settings import WorkerSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ROW = re.compile(r"^\|\s*`(FCD_[A-Z0-9_]+)`\s*\|\s*([^|]*?)\s*\|", re.MULTILINE)
-SETTINGS_CLASSES: list[type[BaseSettings]] = [BaseServiceSettings, ProducerSettings, WorkerSettings]
+SETTINGS_CLASSES: list[type[BaseSettings]] = [
+    BaseServiceSettings,
+    ProducerSettings,
+    IntakeSettings,
+    WorkerSettings,
+]
 
 
 def _documented() -> dict[str, str]:

@@ -8,21 +8,26 @@ core in :mod:`worker.disconnect`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 import structlog
-from arq import func
+from arq import Retry, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 from redis.asyncio import Redis
 
 from ledger.audit import AuditTrail
+from ledger.customer_models import CUSTOMER_JOB
 from ledger.jobs import DISCONNECT_JOB, DisconnectJob, deserialize, serialize
 from ledger.store import Ledger
+from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
-from worker.gate import CallGate, ProcessGate
+from worker.gate import CallGate
+from worker.operations import housekeeping_cron_jobs
+from worker.ratelimit import RateLimiter
 from worker.retry import RetryPolicy
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeClient, client_timeout
@@ -31,11 +36,17 @@ log = structlog.get_logger("fcd.worker")
 
 
 async def disconnect_account(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-    """arq job: one disconnect attempt for the request named in ``payload``."""
+    """arq job: one disconnect attempt for the request named in ``payload``.
+
+    While the service is paused the job is deferred (same job id, no ledger write).
+    """
     job = DisconnectJob.model_validate(payload)
     deps: DisconnectDeps = ctx["deps"]
     with structlog.contextvars.bound_contextvars(request_id=job.request_id, job_id=ctx["job_id"]):
-        return await run_disconnect(deps, job.request_id, ctx["job_id"])
+        result = await run_disconnect(deps, job.request_id, ctx["job_id"])
+    if result == "paused":
+        raise Retry(defer=deps.paused_recheck_seconds)
+    return result
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -55,7 +66,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     audit = AuditTrail(settings.audit_log_path)
     stack.callback(audit.close)
     ledger = Ledger.from_settings(redis, settings, audit)
-    gate: CallGate = await build_gate(redis, settings, stack)
+    gate = ctx.get("gate_factory", build_gate)(redis, settings)
     ctx["deps"] = DisconnectDeps(
         ledger=ledger,
         stripe=StripeClient(
@@ -73,7 +84,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         ),
         precheck_account=settings.precheck_account,
         idempotency_refresh_seconds=settings.idempotency_refresh_seconds,
+        lock_seconds=settings.stripe_timeout_seconds * 2 + 10,
+        paused_recheck_seconds=settings.paused_recheck_seconds,
     )
+    ctx["customer_deps"] = build_customer_deps(ctx["deps"], audit, settings)
     log.info("worker.started", max_jobs=settings.max_jobs, queue=settings.queue_name)
 
 
@@ -84,15 +98,32 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     log.info("worker.stopped")
 
 
-async def build_gate(redis: Redis, settings: WorkerSettings, stack: AsyncExitStack) -> CallGate:
-    """The gate every Stripe call of this process waits at."""
-    return ProcessGate(settings.max_jobs)
+def build_gate(redis: Redis, settings: WorkerSettings) -> CallGate:
+    """The shared Redis rate limiter every Stripe call of every worker waits at."""
+    return RateLimiter(
+        redis,
+        settings.rate_budget(),
+        key_prefix=f"{settings.key_prefix}rl:",
+        pause_key=f"{settings.key_prefix}paused",
+    )
 
 
-def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
-    """An arq ``Worker`` for ``settings``; JSON serializer, no pickle anywhere."""
+GateFactory = Callable[[Redis, WorkerSettings], CallGate]
+
+
+def build_worker(
+    settings: WorkerSettings, *, burst: bool = False, gate_factory: GateFactory = build_gate
+) -> Worker:
+    """An arq ``Worker`` for ``settings``; JSON serializer, no pickle anywhere.
+
+    ``gate_factory`` exists for benchmarks that compare the shared limiter with a naive one.
+    """
     return Worker(
-        functions=[func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000)],
+        functions=[
+            func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000),
+            func(disconnect_customer, name=CUSTOMER_JOB, max_tries=1_000),
+        ],
+        cron_jobs=housekeeping_cron_jobs(settings, burst=burst),
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         queue_name=settings.queue_name,
         job_serializer=serialize,
@@ -104,6 +135,6 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         burst=burst,
         on_startup=startup,
         on_shutdown=shutdown,
-        ctx={"settings": settings},
+        ctx={"settings": settings, "gate_factory": gate_factory},
         handle_signals=True,
     )

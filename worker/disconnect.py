@@ -8,13 +8,19 @@ Contract of :func:`run_disconnect`:
 - It moves the request with exactly one ledger transition per status change; a transition that
   lost a race (:class:`StaleTransition`) means someone else owns the request, and the job stops.
 - If the job is cancelled (worker shutdown) mid-attempt, the request goes back to ``queued``
-  without spending the attempt, and arq runs the same job again.
+  under a fresh job without spending the attempt.
+- While the service is paused it does nothing and returns ``"paused"`` (the adapter defers the
+  job). A 401/403 from Stripe trips the circuit breaker: it pauses every worker (one loud
+  ``service.paused`` event) and puts the request back to ``queued``, attempt not spent.
+- Every Stripe call waits at the shared rate limiter; a limiter 429 slows every worker and, like
+  finding the account locked by another call, does not spend an attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,11 +28,19 @@ import structlog
 
 from ledger.audit import TransitionDetails
 from ledger.models import DisconnectRequest, RequestStatus, StaleTransition
+from ledger.pause import get_pause, pause
 from ledger.store import Ledger
-from worker.gate import CallGate
-from worker.outcomes import Action, decide
+from worker.gate import CallGate, Priority
+from worker.outcomes import Action, decide, is_auth_failure
+from worker.ratelimit import AccountBusy, AccountLock, LimiterPaused
 from worker.retry import RetryPolicy
-from worker.stripe_client import StripeAPIError, StripeClient, StripeError, StripeMeta
+from worker.stripe_client import (
+    StripeAPIError,
+    StripeClient,
+    StripeError,
+    StripeMeta,
+    StripeResult,
+)
 
 log = structlog.get_logger("fcd.worker")
 
@@ -43,26 +57,35 @@ class DisconnectDeps:
     policy: RetryPolicy
     precheck_account: bool = True
     idempotency_refresh_seconds: float = 23 * 3600
+    priority: Priority = "urgent"
+    lock_seconds: float = 120.0
+    paused_recheck_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """Where one attempt leaves the request: a terminal status, or ``RETRY_SCHEDULED``."""
+    """Where one attempt leaves the request: a terminal status, ``RETRY_SCHEDULED``, or
+    ``QUEUED`` (the circuit breaker tripped)."""
 
     status: RequestStatus
     details: TransitionDetails = field(default_factory=TransitionDetails)
     fresh_idempotency_key: bool = False
-    rate_limited: bool = False
+    #: The attempt does not count against the budget (limiter 429, account busy, breaker).
+    attempt_free: bool = False
+    trip_breaker: bool = False
 
 
 async def run_disconnect(deps: DisconnectDeps, request_id: str, job_id: str) -> str:
-    """Run one attempt for ``request_id`` as arq job ``job_id``; return the resulting status."""
+    """Run one attempt for ``request_id`` as arq job ``job_id``; return the resulting status,
+    ``"skipped"`` (not this job's to do) or ``"paused"`` (nothing done; run the job later)."""
+    if await get_pause(deps.ledger.redis, key=deps.ledger.pause_key) is not None:
+        return "paused"
     request = await _claim(deps, await deps.ledger.get(request_id), job_id)
     if request is None:
         return "skipped"
     structlog.contextvars.bind_contextvars(attempt=request.attempts)
     try:
-        outcome = await attempt_disconnect(deps, request)
+        outcome = await _locked_attempt(deps, request)
     except asyncio.CancelledError:
         await asyncio.shield(_give_back(deps, request))
         raise
@@ -109,6 +132,39 @@ async def _give_back(deps: DisconnectDeps, request: DisconnectRequest) -> None:
         log.warning("job.give_back_lost_race")
 
 
+async def _locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
+    """The attempt under the account's lock: Stripe answers ``lock_timeout`` to parallel calls."""
+    try:
+        async with AccountLock(
+            deps.ledger.redis,
+            request.account_id,
+            ttl_seconds=deps.lock_seconds,
+            key_prefix=f"{deps.ledger.prefix}lock:account:",
+        ):
+            return await attempt_disconnect(deps, request)
+    except AccountBusy:
+        note = "another call holds this account's lock; trying again shortly"
+        return Outcome(
+            RequestStatus.RETRY_SCHEDULED, TransitionDetails(message=note), attempt_free=True
+        )
+    except LimiterPaused:
+        note = "service paused; request handed back to the queue, attempt not spent"
+        return Outcome(RequestStatus.QUEUED, TransitionDetails(message=note), attempt_free=True)
+
+
+async def _call_stripe(
+    deps: DisconnectDeps, endpoint: str, call: Callable[[], Awaitable[StripeResult]]
+) -> StripeResult:
+    """One Stripe call at the shared limiter; a limiter 429 slows every worker down."""
+    try:
+        async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
+            return await call()
+    except StripeAPIError as exc:
+        if exc.is_rate_limit:
+            await deps.gate.report_rate_limited(endpoint, exc.meta.rate_limited_reason)
+        raise
+
+
 async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
     """One attempt: optionally retrieve first, then POST the disconnect, then classify."""
     age = time.time() - (request.first_attempt_at or time.time())
@@ -122,12 +178,15 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
         generation = request.idempotency_generation + 1
         key_request = request.model_copy(update={"idempotency_generation": generation})
     try:
-        async with deps.gate.slot("disconnect"):
-            result = await deps.stripe.disconnect_account(
+        result = await _call_stripe(
+            deps,
+            "disconnect",
+            lambda: deps.stripe.disconnect_account(
                 request.account_id,
                 idempotency_key=key_request.idempotency_key,
                 stripe_account=request.stripe_account,
-            )
+            ),
+        )
     except StripeError as exc:
         return await _after_error(deps, request, exc)
     return Outcome(
@@ -180,6 +239,8 @@ def _from_error(error: StripeError, *, fresh_key: bool = False) -> Outcome:
     """Outcome of an error that needs no further look at the account."""
     decision = decide(error)
     details = _details(error.meta, error.message, error)
+    if is_auth_failure(error):
+        return Outcome(RequestStatus.QUEUED, details, attempt_free=True, trip_breaker=True)
     if decision.action == Action.FINISH and decision.status is not None:
         return Outcome(decision.status, details)
     if decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.FINISH:
@@ -189,17 +250,20 @@ def _from_error(error: StripeError, *, fresh_key: bool = False) -> Outcome:
         RequestStatus.RETRY_SCHEDULED,
         details,
         fresh_idempotency_key=fresh_key or decision.fresh_idempotency_key,
-        rate_limited=rate_limited,
+        attempt_free=rate_limited,
     )
 
 
 async def _retrieve(
     deps: DisconnectDeps, request: DisconnectRequest
 ) -> tuple[dict[str, Any], StripeMeta]:
-    async with deps.gate.slot("retrieve"):
-        result = await deps.stripe.retrieve_account(
+    result = await _call_stripe(
+        deps,
+        "retrieve",
+        lambda: deps.stripe.retrieve_account(
             request.account_id, stripe_account=request.stripe_account
-        )
+        ),
+    )
     return result.body, result.meta
 
 
@@ -225,10 +289,24 @@ async def _record_outcome(
     )
     if outcome.fresh_idempotency_key:
         updates["idempotency_generation"] = request.idempotency_generation + 1
+    if outcome.trip_breaker:
+        await _trip_breaker(deps, details)
+        details = replace(details, message=f"circuit breaker paused all work; {details.message}")
+    if outcome.status == RequestStatus.QUEUED:
+        return await deps.ledger.transition(
+            request,
+            RequestStatus.QUEUED,
+            details,
+            attempts_delta=-1,
+            enqueue_in=deps.paused_recheck_seconds,
+            updates=updates,
+        )
     if outcome.status != RequestStatus.RETRY_SCHEDULED:
         return await deps.ledger.transition(request, outcome.status, details, updates=updates)
-    refund = -1 if outcome.rate_limited else 0
-    spent = deps.policy.exhausted(request.attempts + refund, time.time() - request.created_at)
+    refund = -1 if outcome.attempt_free else 0
+    # Age counts from the first attempt since the last (re)queue: an operator's requeue resets it.
+    started = request.first_attempt_at or request.created_at
+    spent = deps.policy.exhausted(request.attempts + refund, time.time() - started)
     if spent is not None:
         failed = replace(details, message=f"{spent}; last error: {details.message}")
         return await deps.ledger.transition(request, RequestStatus.FAILED, failed, updates=updates)
@@ -241,4 +319,18 @@ async def _record_outcome(
         attempts_delta=refund,
         enqueue_in=delay,
         updates=updates,
+    )
+
+
+async def _trip_breaker(deps: DisconnectDeps, details: TransitionDetails) -> None:
+    """401/403: pause every worker; only the first worker to trip writes the audit event."""
+    reason = f"Stripe answered HTTP {details.http_status}: {details.message}"
+    await pause(
+        deps.ledger.redis,
+        deps.ledger.actor,
+        reason,
+        "breaker",
+        key=deps.ledger.pause_key,
+        audit=deps.ledger.audit,
+        only_if_unpaused=True,
     )

@@ -1,31 +1,32 @@
-"""Where a Stripe call waits its turn: the contract the rate limiter fulfils."""
+"""Where a Stripe call waits its turn: the contract the shared rate limiter fulfils.
+
+:class:`worker.ratelimit.RateLimiter` implements it; the core in :mod:`worker.disconnect` only
+sees this protocol, so it can be exercised with any budget.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol
 
 Endpoint = Literal["disconnect", "retrieve", "list"]
+Priority = Literal["urgent", "bulk"]
 
 
 class CallGate(Protocol):
     """``async with gate.slot("disconnect"):`` returns once the call may be made.
 
-    Implementations hold whatever permit they grant (an in-flight lease) until the block exits.
+    Implementations hold whatever permit they grant (an in-flight lease) until the block exits,
+    and slow every caller down when told Stripe rate-limited one.
     """
 
-    def slot(self, endpoint: Endpoint) -> AbstractAsyncContextManager[None]: ...
+    def slot(
+        self,
+        endpoint: str,
+        *,
+        priority: Priority = "urgent",
+        timeout: float | None = None,
+        wait_if_paused: bool = True,
+    ) -> AbstractAsyncContextManager[None]: ...
 
-
-class ProcessGate:
-    """A per-process concurrency cap; the shared Redis limiter replaces it where configured."""
-
-    def __init__(self, max_in_flight: int) -> None:
-        self._semaphore = asyncio.Semaphore(max_in_flight)
-
-    @asynccontextmanager
-    async def slot(self, endpoint: Endpoint) -> AsyncIterator[None]:
-        async with self._semaphore:
-            yield
+    async def report_rate_limited(self, endpoint: str, reason: str | None = None) -> float: ...

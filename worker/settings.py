@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from ledger.settings import BaseServiceSettings
+from worker.ratelimit import RateBudget
 
 
 class WorkerSettings(BaseServiceSettings):
@@ -24,9 +25,45 @@ class WorkerSettings(BaseServiceSettings):
         default=30.0, description="Total timeout of one Stripe call."
     )
     max_jobs: int = Field(default=20, description="Jobs one worker process runs at once.")
+    stripe_rate_limit: float = Field(
+        default=20.0,
+        gt=0,
+        description="Disconnect calls/s across all workers (Stripe allows ~25/s per endpoint).",
+    )
+    stripe_read_rate_limit: float = Field(
+        default=20.0, gt=0, description="Retrieve and list calls/s each, across all workers."
+    )
+    stripe_global_rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="All calls/s across all workers; unset: 80 with an sk_live_ key, 20 otherwise.",
+    )
+    stripe_max_in_flight: int = Field(
+        default=16, gt=0, description="Stripe calls in flight across all workers."
+    )
+    limiter_pacing_margin: float = Field(
+        default=0.025,
+        ge=0,
+        lt=0.5,
+        description="Grants are spaced for (1 - margin) x each rate, so network jitter cannot "
+        "put more than the rate into any sliding second at Stripe.",
+    )
+    limiter_decrease_factor: float = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="On a Stripe rate-limit 429 every worker's rate is multiplied by this.",
+    )
+    limiter_recovery_per_second: float = Field(
+        default=0.01,
+        ge=0,
+        description="Fraction of the configured rate won back per second after a decrease.",
+    )
     max_attempts: int = Field(default=8, description="Stripe attempts before a request fails.")
     max_request_age_seconds: float = Field(
-        default=7 * 86_400, description="Age after which a request stops retrying and fails."
+        default=7 * 86_400,
+        description="Time since the first attempt (a requeue resets it) after which a request "
+        "stops retrying and fails.",
     )
     retry_base_seconds: float = Field(
         default=1.0, description="Full-jitter backoff base: attempt n waits up to base * 2^(n-1)."
@@ -42,7 +79,33 @@ class WorkerSettings(BaseServiceSettings):
         description="After this long since the first attempt, retrieve the account and use a "
         "fresh Idempotency-Key (Stripe forgets keys after 24 h).",
     )
+    paused_recheck_seconds: float = Field(
+        default=10.0, gt=0, description="While paused, how often a deferred job looks again."
+    )
     job_timeout_seconds: float = Field(
         default=300.0,
         description="arq cancels a job after this long; the request is re-queued, attempt kept.",
     )
+    reconcile_interval_seconds: int = Field(
+        default=60,
+        description="How often the reconciler runs (once across all workers); a divisor of 60 "
+        "below a minute, a whole number of minutes dividing 60 above; 0 turns it off.",
+    )
+
+    def rate_budget(self) -> RateBudget:
+        """The shared limiter's budget from these settings (leases outlive the HTTP timeout)."""
+        live = self.stripe_api_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+        default_global = 80.0 if live else 20.0
+        pace = 1.0 - self.limiter_pacing_margin
+        return RateBudget(
+            endpoint_rates={
+                "disconnect": self.stripe_rate_limit * pace,
+                "retrieve": self.stripe_read_rate_limit * pace,
+                "list": self.stripe_read_rate_limit * pace,
+            },
+            global_rate=(self.stripe_global_rate_limit or default_global) * pace,
+            max_in_flight=self.stripe_max_in_flight,
+            lease_seconds=self.stripe_timeout_seconds + 10,
+            decrease_factor=self.limiter_decrease_factor,
+            recovery_per_second=self.limiter_recovery_per_second,
+        )

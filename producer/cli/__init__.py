@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from producer.cli import status, submit
+from producer.cli import failed, pause, queue, reconcile, requeue, status, submit
 from producer.cli.context import CliError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     submit.register(sub)
     status.register(sub)
+    failed.register(sub)
+    requeue.register(sub)  # also registers `cancel`
+    queue.register(sub)
+    reconcile.register(sub)
+    pause.register(sub)  # also registers `resume`
     return parser
 
 

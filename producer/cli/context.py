@@ -27,9 +27,9 @@ class CliError(Exception):
 
 
 @asynccontextmanager
-async def open_ledger() -> AsyncIterator[Ledger]:
+async def open_ledger(settings: ProducerSettings | None = None) -> AsyncIterator[Ledger]:
     """A ledger on ``FCD_REDIS_URL``; log lines (audit events included) go to stderr."""
-    settings = ProducerSettings()
+    settings = settings or ProducerSettings()
     configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
     audit = AuditTrail(settings.audit_log_path)
     redis = Redis.from_url(settings.redis_url)

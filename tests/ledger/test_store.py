@@ -80,7 +80,7 @@ async def test_two_workers_cannot_both_move_one_request(ledger: Ledger, redis_ur
     other = Ledger(
         other_redis,
         queue_name=ledger.queue_name,
-        audit=ledger._audit,
+        audit=ledger.audit,
         prefix=ledger.prefix,
     )
     try:

@@ -12,7 +12,7 @@ from ledger.store import Ledger
 from stripe_emulator import DEFAULT_API_KEY, EmulatorConfig, RunningEmulator, run_emulator
 from tests.emulator_admin import EmulatorAdmin
 from worker.disconnect import DisconnectDeps
-from worker.gate import ProcessGate
+from worker.ratelimit import RateBudget, RateLimiter
 from worker.retry import RetryPolicy
 from worker.stripe_client import StripeClient, client_timeout
 
@@ -51,7 +51,12 @@ def make_deps(ledger: Ledger, emulator: RunningEmulator, http: aiohttp.ClientSes
         return DisconnectDeps(
             ledger=ledger,
             stripe=StripeClient(http, emulator.url, SecretStr(api_key), "2026-06-24.dahlia"),
-            gate=ProcessGate(10),
+            gate=RateLimiter(
+                ledger.redis,
+                RateBudget(dict.fromkeys(("disconnect", "retrieve", "list"), 500.0), 1000.0, 20),
+                key_prefix=f"{ledger.prefix}rl:",
+                pause_key=f"{ledger.prefix}paused",
+            ),
             policy=RetryPolicy(
                 base_seconds=0.01, cap_seconds=0.05, max_attempts=max_attempts, max_age_seconds=60
             ),

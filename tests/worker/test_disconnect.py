@@ -7,11 +7,13 @@ Each test runs twice: once with the emulator answering a second disconnect with 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger.models import DisconnectRequest, RequestSource, RequestStatus
+from ledger.pause import get_pause, resume
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 from tests.worker.conftest import MakeDeps
@@ -98,17 +100,28 @@ async def test_already_disconnected_without_precheck_400_mode(
     assert done.status == expected
 
 
-async def test_bad_api_key_fails_with_reason_and_no_secret(
-    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+async def test_bad_api_key_trips_breaker_and_keeps_request_queued(
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin, audit_path: Path
 ) -> None:
-    """401 -> failed, with Stripe's message (key redacted) and the HTTP status in the history."""
+    """401 pauses all work (one loud service.paused event), leaves the request queued with the
+    attempt unspent, and no secret appears anywhere; while paused, jobs do nothing."""
     [account] = await admin.create_accounts(1)
     request = await submit(ledger, account)
-    done = await run_current_job(make_deps(api_key="sk_test_wrongKey123"), request.request_id)
-    assert done.status == RequestStatus.FAILED
+    deps = make_deps(api_key="sk_test_wrongKey123")
+    after = await run_current_job(deps, request.request_id)
+    assert after.status == RequestStatus.QUEUED
+    assert after.attempts == 0
+    pause = await get_pause(ledger.redis, key=ledger.pause_key)
+    assert pause is not None and pause.source == "breaker" and "401" in pause.reason
     last = (await ledger.history(request.request_id))[-1]
-    assert last["http_status"] == 401
-    assert "sk_test_wrongKey123" not in str(last) and "sk_test_wrongKey123" not in str(done)
+    assert last["http_status"] == 401 and "circuit breaker" in last["message"]
+    assert await run_current_job(deps, request.request_id) == after  # paused: nothing happens
+    audit_text = audit_path.read_text()
+    assert audit_text.count('"service.paused"') == 1
+    assert "sk_test_wrongKey123" not in audit_text + pause.reason + str(after)
+    await resume(ledger.redis, "oncall", "key rotated", key=ledger.pause_key)
+    done = await run_current_job(make_deps(), request.request_id)
+    assert done.status == RequestStatus.DISCONNECTED
 
 
 @pytest.mark.parametrize(

@@ -12,20 +12,32 @@ every host asks one limiter, kept in Redis, before each Stripe call::
 
 Design. One Lua script decides each acquisition atomically, on Redis server time: it checks the
 kill switch, the endpoint budget, the global budget and the in-flight cap together, and either
-grants (advancing both GCRA arrival times and adding a lease) or says how long to wait, changing
+grants (advancing both GCRA arrival times and adding a lease) or says how long to wait, spending
 nothing. GCRA with a bucket of ``burst`` requests (1 by default) spaces grants evenly, so no
 sliding window, 1 s or 100 ms, sees more than ``rate x window + burst``. A caller whose slot is at
-most ``reserve_ahead_seconds`` away books it and sleeps until it, so waiting costs one round trip
-and no connection; callers further back sleep for the returned time (with a little jitter) and
-ask again. Leases are a sorted set of ids scored by expiry, pruned by the same script, so a dead
-worker's calls stop counting after ``lease_seconds``. Priority: an urgent caller that must wait
-leaves a short-lived marker; while any marker is live, bulk callers are refused and wait, so urgent
-callers get the next slots; a marker expires on its own shortly after its holder's expected retry.
-Adaptive: ``report_rate_limited`` multiplies a shared factor on every rate by 0.5 (once per
-cooldown, floored at ``min_rate_factor``), and the script adds ``recovery_per_second`` back for each
-second since, so every worker slows at once and recovers without a background task. Fail closed:
-no permit without Redis; ``acquire`` retries with capped backoff and logs
-``limiter.redis_unavailable``. ``acquire(timeout=...)`` and task cancellation let callers stop.
+most ``reserve_ahead_seconds`` away books it and sleeps until it, holding no connection; callers
+further back sleep for the returned time (plus a little jitter) and ask again. A refused caller
+joins a queue (one per priority, first come first ranked) and sleeps longer the more callers are
+ranked ahead of it, so a crowd wakes about one slot apart: about three script calls per grant,
+whatever the crowd's size. Leases are a sorted set of ids scored by expiry, pruned by the same
+script, so a dead worker's calls stop counting after ``lease_seconds``.
+
+Priority: while any urgent caller is queued, every bulk caller is refused and waits, so urgent
+callers get the next slots, whichever endpoint either is waiting for (simple, and it can only
+favour urgent work). A queue entry expires shortly after its holder's expected retry, so a dead
+waiter holds nobody back for long. Adaptive: ``report_rate_limited`` multiplies a shared factor on
+every rate by 0.5 (once per cooldown, floored at ``min_rate_factor``), and the script adds
+``recovery_per_second`` back for each second since, so every worker slows at once and recovers
+without a background task. Fail closed: no permit without Redis; ``acquire`` retries with capped
+backoff and logs ``limiter.redis_unavailable``. ``acquire(timeout=...)`` and task cancellation let
+callers stop. A pause or a decrease stops or slows new grants at once; slots already booked (at
+most ``reserve_ahead_seconds`` ahead) still go. All keys live on one Redis primary (not Redis
+Cluster: the scripts touch keys outside one hash slot).
+
+Log events (structlog, all ``warning``): ``limiter.redis_unavailable`` (an attempt failed; acquire
+retries), ``limiter.release_failed`` (the lease will expire on its own), ``limiter.rate_limited``
+(a 429 was reported; ``decreased`` says whether the shared factor moved), ``limiter.paused``,
+``limiter.resumed``.
 
 Why not a library. ``limits`` offers fixed/moving/sliding windows that answer allowed-or-not per
 limit, one limit at a time, with no concurrency leases, no wait time and no adaptation.
@@ -37,11 +49,11 @@ None meets every point (shared, smooth, atomic multi-budget plus leases, fail cl
 async), and the whole policy fits in one short script, so it is written here.
 
 Layout: :mod:`.scripts` (the Lua), :mod:`.budget` (value types), :mod:`.limiter`
-(:class:`RateLimiter`), :mod:`.breaker` (the ``fcd:paused`` kill switch), :mod:`.locks` (one
+(:class:`RateLimiter`), :mod:`ledger.pause` (the ``fcd:paused`` kill switch, shared with the CLI), :mod:`.locks` (one
 call per account), :mod:`.errors` (the exception tree).
 """
 
-from worker.ratelimit.breaker import PAUSE_KEY, PauseState, get_pause, pause, resume
+from ledger.pause import PAUSE_KEY, PauseState, get_pause, pause, resume
 from worker.ratelimit.budget import (
     STRIPE_ENDPOINTS,
     LimiterSnapshot,
@@ -49,7 +61,13 @@ from worker.ratelimit.budget import (
     Priority,
     RateBudget,
 )
-from worker.ratelimit.errors import AccountBusy, LimiterError, LimiterTimeout, UnknownEndpoint
+from worker.ratelimit.errors import (
+    AccountBusy,
+    LimiterError,
+    LimiterPaused,
+    LimiterTimeout,
+    UnknownEndpoint,
+)
 from worker.ratelimit.limiter import RateLimiter
 from worker.ratelimit.locks import ACCOUNT_LOCK_PREFIX, AccountLock, account_lock
 
@@ -60,6 +78,7 @@ __all__ = [
     "AccountBusy",
     "AccountLock",
     "LimiterError",
+    "LimiterPaused",
     "LimiterSnapshot",
     "LimiterTimeout",
     "PauseState",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Literal, Self
 
-from worker.ratelimit.breaker import PauseState
+from ledger.pause import PauseState
 
 Priority = Literal["urgent", "bulk"]
 STRIPE_ENDPOINTS = ("disconnect", "list", "retrieve")
@@ -76,13 +76,19 @@ class RateBudget:
 
 @dataclass(frozen=True)
 class LimiterSnapshot:
-    """The shared limiter's state as all workers see it (``fcd queue``'s limiter line)."""
+    """The shared limiter's state as all workers see it (``fcd queue``'s limiter line).
+
+    ``waits`` counts every sleep an acquisition took (until a booked slot, or before asking again)
+    and ``wait_seconds`` adds them up; ``grants`` and ``rate_limited_reports`` count since the
+    stats key was created. ``urgent_waiting``/``bulk_waiting`` are callers refused and queued now.
+    """
 
     rate_factor: float
     effective_global_rate: float
     effective_endpoint_rates: Mapping[str, float]
     in_flight: int
     urgent_waiting: int
+    bulk_waiting: int
     grants: int
     waits: int
     wait_seconds: float

@@ -5,6 +5,7 @@
     LimiterError                  base of everything raised on purpose here
     ├── UnknownEndpoint           (also ValueError) the budget names no such endpoint
     ├── LimiterTimeout            (also TimeoutError) acquire's deadline passed, nothing granted
+    ├── LimiterPaused             the kill switch is set and the caller asked not to wait
     └── AccountBusy               another holder has the account's lock
 
 Redis being unreachable is deliberately *not* an exception of ``acquire``: it waits and retries
@@ -35,6 +36,14 @@ class LimiterTimeout(LimiterError, TimeoutError):
         super().__init__(f"no {endpoint!r} permit within {timeout}s")
         self.endpoint = endpoint
         self.timeout = timeout
+
+
+class LimiterPaused(LimiterError):
+    """The service is paused and ``acquire(wait_if_paused=False)`` was asked not to wait."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"no {endpoint!r} permit: the service is paused")
+        self.endpoint = endpoint
 
 
 class AccountBusy(LimiterError):

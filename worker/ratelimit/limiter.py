@@ -19,10 +19,10 @@ import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from ledger.pause import PAUSE_KEY, PauseState
 from worker.ratelimit import scripts
-from worker.ratelimit.breaker import PAUSE_KEY, PauseState
 from worker.ratelimit.budget import LimiterSnapshot, Permit, Priority, RateBudget
-from worker.ratelimit.errors import LimiterTimeout, UnknownEndpoint
+from worker.ratelimit.errors import LimiterPaused, LimiterTimeout, UnknownEndpoint
 
 # Errors meaning "Redis cannot answer now": retried, never turned into a permit. Anything else
 # (a script error, say) is a bug and propagates.
@@ -50,8 +50,8 @@ class RateLimiter:
     Tuning that is about this client rather than the budget: ``pause_poll_seconds`` (how often a
     paused process re-reads the flag, one reader per process), ``busy_retry_seconds`` (how soon to
     ask again when every in-flight slot is taken), ``max_backoff_seconds`` (the longest sleep
-    between attempts while Redis is unreachable), ``urgent_grace_seconds`` (how long an urgent
-    waiter's marker outlives its expected retry, so a dead waiter stops holding bulk back).
+    between attempts while Redis is unreachable), ``waiter_grace_seconds`` (how long a
+    waiter's queue entry outlives its expected retry, so a dead waiter stops holding others back).
     """
 
     def __init__(
@@ -64,7 +64,7 @@ class RateLimiter:
         pause_poll_seconds: float = 1.0,
         busy_retry_seconds: float = 0.05,
         max_backoff_seconds: float = 5.0,
-        urgent_grace_seconds: float = 1.0,
+        waiter_grace_seconds: float = 1.0,
     ) -> None:
         self.budget = budget
         self._redis = redis
@@ -73,11 +73,16 @@ class RateLimiter:
         self._pause_poll = pause_poll_seconds
         self._busy_retry = busy_retry_seconds
         self._max_backoff = max_backoff_seconds
-        self._urgent_grace = urgent_grace_seconds
+        self._waiter_grace = waiter_grace_seconds
         self._acquire_script = redis.register_script(scripts.ACQUIRE)
         self._report_script = redis.register_script(scripts.REPORT_RATE_LIMITED)
         self._snapshot_script = redis.register_script(scripts.SNAPSHOT)
         self._pause_watch = asyncio.Lock()
+        self._waiter_keys = (
+            self._key("wait:urgent"),
+            self._key("wait:bulk"),
+            self._key("wait:expiry"),
+        )
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"
@@ -88,6 +93,7 @@ class RateLimiter:
         *,
         priority: Priority = "urgent",
         timeout: float | None = None,  # noqa: ASYNC109 - part of the contract, see below
+        wait_if_paused: bool = True,
     ) -> Permit:
         """Wait until ``endpoint`` may be called, then return a :class:`Permit` holding a lease.
 
@@ -97,13 +103,15 @@ class RateLimiter:
         callers wait while any urgent caller is waiting. Raises :class:`LimiterTimeout` if
         ``timeout`` seconds pass first (wrapping the call in ``asyncio.timeout`` works the same,
         raising plain ``TimeoutError``); on timeout or cancellation no lease is left behind.
+        With ``wait_if_paused=False`` a pause raises :class:`LimiterPaused` instead of waiting
+        (a job then hands its request back rather than holding it while paused).
         """
         if endpoint not in self.budget.endpoint_rates:
             raise UnknownEndpoint(endpoint, tuple(self.budget.endpoint_rates))
         lease_id = uuid.uuid4().hex
         try:
             async with asyncio.timeout(timeout):
-                return await self._acquire(endpoint, priority, lease_id)
+                return await self._acquire(endpoint, priority, lease_id, wait_if_paused)
         except TimeoutError as exc:
             await self._forget(lease_id)
             raise LimiterTimeout(endpoint, timeout) from exc
@@ -118,18 +126,30 @@ class RateLimiter:
         *,
         priority: Priority = "urgent",
         timeout: float | None = None,  # noqa: ASYNC109 - passed on to acquire
-    ) -> AsyncIterator[Permit]:
-        """``async with limiter.slot("disconnect"):`` wraps one call: acquire, then release."""
-        async with await self.acquire(endpoint, priority=priority, timeout=timeout) as permit:
-            yield permit
+        wait_if_paused: bool = True,
+    ) -> AsyncIterator[None]:
+        """``async with limiter.slot("disconnect"):`` wraps one call: acquire, then release.
 
-    async def _acquire(self, endpoint: str, priority: Priority, lease_id: str) -> Permit:
+        Yields nothing, so the limiter satisfies ``worker.gate.CallGate``; use :meth:`acquire`
+        when the permit itself is wanted.
+        """
+        permit = await self.acquire(
+            endpoint, priority=priority, timeout=timeout, wait_if_paused=wait_if_paused
+        )
+        async with permit:
+            yield
+
+    async def _acquire(
+        self, endpoint: str, priority: Priority, lease_id: str, wait_if_paused: bool
+    ) -> Permit:
         failures = 0
         waited = 0.0
         while True:
             try:
                 decision = await self._decide(endpoint, priority, lease_id)
                 if decision.status == scripts.PAUSED:
+                    if not wait_if_paused:
+                        raise LimiterPaused(endpoint)
                     await self._wait_while_paused()
                     continue
             except _UNAVAILABLE as exc:
@@ -142,9 +162,9 @@ class RateLimiter:
                 await asyncio.sleep(decision.seconds)
                 waited += decision.seconds
                 return Permit(endpoint, lease_id, waited, self._release)
-            pause = decision.seconds + random.uniform(0, min(0.1 * decision.seconds, 0.25))
-            await asyncio.sleep(pause)
-            waited += pause
+            sleep_for = decision.seconds + random.uniform(0, min(0.1 * decision.seconds, 0.25))
+            await asyncio.sleep(sleep_for)
+            waited += sleep_for
 
     async def _decide(self, endpoint: str, priority: Priority, lease_id: str) -> _Decision:
         budget = self.budget
@@ -153,7 +173,7 @@ class RateLimiter:
             self._key("tat:global"),
             self._key("leases"),
             self._key("adaptive"),
-            self._key("urgent"),
+            *self._waiter_keys,
             self._key("stats"),
             self._pause_key,
         ]
@@ -169,7 +189,7 @@ class RateLimiter:
             round(budget.reserve_ahead_seconds * _MICRO),
             budget.recovery_per_second / _MICRO,
             round(self._busy_retry * _MICRO),
-            round(self._urgent_grace * _MICRO),
+            round(self._waiter_grace * _MICRO),
         ]
         status, micros = await self._acquire_script(keys=keys, args=args)
         return _Decision(int(status), int(micros) / _MICRO)
@@ -198,17 +218,17 @@ class RateLimiter:
     async def _release(self, lease_id: str) -> None:
         try:
             await self._redis.zrem(self._key("leases"), lease_id)
-        except _UNAVAILABLE as exc:
+        except (redis_errors.RedisError, OSError) as exc:
             # The lease expires on its own after lease_seconds; nothing else to do.
             _log.warning("limiter.release_failed", lease_id=lease_id, error=repr(exc))
 
     async def _forget(self, lease_id: str) -> None:
-        """Best effort after timeout/cancellation: drop a lease or urgent marker we may hold."""
+        """Best effort after timeout/cancellation: drop any lease or queue entry we may hold."""
         with contextlib.suppress(redis_errors.RedisError, OSError, TimeoutError):
             async with asyncio.timeout(1.0):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.zrem(self._key("leases"), lease_id)
-                    pipe.zrem(self._key("urgent"), lease_id)
+                    for key in (self._key("leases"), *self._waiter_keys):
+                        pipe.zrem(key, lease_id)
                     await pipe.execute()
 
     async def report_rate_limited(self, endpoint: str, reason: str | None = None) -> float:
@@ -243,12 +263,11 @@ class RateLimiter:
 
     async def snapshot(self) -> LimiterSnapshot:
         """Read the shared state (rate factor, in flight, waits, pause) without changing it."""
-        keys = ["adaptive", "leases", "urgent", "stats"]
+        keys = [self._key("adaptive"), self._key("leases"), *self._waiter_keys, self._key("stats")]
         raw = await self._snapshot_script(
-            keys=[*map(self._key, keys), self._pause_key],
-            args=[self.budget.recovery_per_second / _MICRO],
+            keys=[*keys, self._pause_key], args=[self.budget.recovery_per_second / _MICRO]
         )
-        factor_text, in_flight, urgent, grants, waits, wait_us, limited, *rest = raw
+        factor_text, in_flight, urgent, bulk, grants, waits, wait_us, limited, *rest = raw
         paused_raw = rest[0] if rest else None
         factor = float(factor_text)
         return LimiterSnapshot(
@@ -259,6 +278,7 @@ class RateLimiter:
             },
             in_flight=int(in_flight),
             urgent_waiting=int(urgent),
+            bulk_waiting=int(bulk),
             grants=int(grants),
             waits=int(waits),
             wait_seconds=int(wait_us) / _MICRO,

@@ -11,9 +11,11 @@ Key layout, under the limiter's prefix ``P`` (``fcd:rl:`` by default):
 ``P tat:global``       string  GCRA theoretical arrival time of the global budget
 ``P leases``           zset    lease id -> expiry; a member is a call in flight (or about to be)
 ``P adaptive``         hash    ``factor`` set by the last decrease and ``at``, when it was made
-``P urgent``           zset    urgent waiter id -> expiry; while non-empty, bulk callers wait
+``P wait:urgent``       zset    refused urgent caller id -> when it joined; non-empty: bulk waits
+``P wait:bulk``         zset    refused bulk caller id -> when it joined
+``P wait:expiry``       zset    refused caller id -> when to forget it (it died or gave up)
 ``P stats``            hash    ``grants``, ``waits``, ``wait_us``, ``rate_limited`` counters
-``fcd:paused``         string  the kill switch (see :mod:`worker.ratelimit.breaker`)
+``fcd:paused``         string  the kill switch (see :mod:`ledger.pause`)
 =====================  ======  =============================================================
 """
 
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 from typing import Final
 
-# The effective rate factor: the value left by the last decrease plus additive recovery since.
-_FACTOR_LUA: Final = """
+# Shared helpers. rate_factor: the value left by the last decrease plus additive recovery since.
+# prune_waiters: forget queued callers whose marker expired (they died or gave up).
+_PRELUDE_LUA: Final = """
 local function rate_factor(now, adaptive_key, recovery_per_us)
   local stored = redis.call('HMGET', adaptive_key, 'factor', 'at')
   if not stored[1] then return 1 end
@@ -36,6 +39,14 @@ end
 local function keep_at_least(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
+local function prune_waiters(now, urgent_queue, bulk_queue, expiry)
+  local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
+  for _, id in ipairs(dead) do
+    redis.call('ZREM', urgent_queue, id)
+    redis.call('ZREM', bulk_queue, id)
+  end
+  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', expiry, '-inf', now) end
+end
 """
 
 # Status codes returned by ACQUIRE; mirrored by ``Outcome`` in the limiter module.
@@ -45,20 +56,24 @@ BUSY_WAIT: Final = 2
 YIELD_TO_URGENT: Final = 3
 PAUSED: Final = 4
 
-# KEYS: 1 endpoint TAT, 2 global TAT, 3 leases, 4 adaptive, 5 urgent, 6 stats, 7 pause flag.
+# KEYS: 1 endpoint TAT, 2 global TAT, 3 leases, 4 adaptive, 5 urgent queue, 6 bulk queue,
+#       7 waiter expiry, 8 stats, 9 pause flag.
 # ARGV: 1 endpoint interval us, 2 global interval us, 3 burst, 4 max in flight, 5 lease us,
-#       6 lease id, 7 priority, 8 honour pause (1/0), 9 reserve-ahead us, 10 recovery per us,
-#       11 busy retry us, 12 urgent marker grace us.
-# Returns {status, microseconds}: for GRANTED the delay until the reserved slot, otherwise how
-# long to wait before asking again.
+#       6 caller id, 7 priority, 8 honour pause (1/0), 9 reserve-ahead us, 10 recovery per us,
+#       11 busy retry us, 12 waiter grace us.
+# Returns {status, microseconds}: for GRANTED the delay until the booked slot, otherwise how long
+# to sleep before asking again. A refused caller joins its priority's queue (first come first
+# ranked) and its sleep grows with the number of callers ranked ahead of it, so a crowd of waiters
+# wakes one slot apart instead of all at once.
 ACQUIRE: Final = (
-    _FACTOR_LUA
+    _PRELUDE_LUA
     + """
 local now = server_now()
-local id, priority = ARGV[6], ARGV[7]
+local id, urgent = ARGV[6], ARGV[7] == 'urgent'
+local queue = urgent and KEYS[5] or KEYS[6]
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-if ARGV[8] == '1' and redis.call('EXISTS', KEYS[7]) == 1 then return {4, 0} end
+prune_waiters(now, KEYS[5], KEYS[6], KEYS[7])
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[9]) == 1 then return {4, 0} end
 
 local factor = rate_factor(now, KEYS[4], tonumber(ARGV[10]))
 local burst = tonumber(ARGV[3])
@@ -67,27 +82,27 @@ local tat_ep = tonumber(redis.call('GET', KEYS[1]) or now)
 local tat_gl = tonumber(redis.call('GET', KEYS[2]) or now)
 local slot = math.max(now, tat_ep - (burst - 1) * t_ep, tat_gl - (burst - 1) * t_gl)
 local delay = math.floor(slot - now)
-local reserve_ahead, busy_retry = tonumber(ARGV[9]), tonumber(ARGV[11])
+local reserve_ahead = tonumber(ARGV[9])
 
-local function wait(status, us)
-  us = math.max(1000, math.floor(us))
-  if priority == 'urgent' then
-    local grace = tonumber(ARGV[12])
-    redis.call('ZADD', KEYS[5], now + us + grace, id)
-    keep_at_least(KEYS[5], math.ceil((us + grace) / 1000) + 1000)
-  end
-  redis.call('HINCRBY', KEYS[6], 'waits', 1)
-  redis.call('HINCRBY', KEYS[6], 'wait_us', us)
+local function wait(status, base_us)
+  redis.call('ZADD', queue, 'NX', now, id)
+  local ahead = redis.call('ZRANK', queue, id)
+  if not urgent then ahead = ahead + redis.call('ZCARD', KEYS[5]) end
+  local us = math.max(1000, math.floor(base_us + ahead * math.max(t_ep, t_gl)))
+  local forget_at = now + us + tonumber(ARGV[12])
+  local keep_ms = math.ceil((forget_at - now) / 1000) + 1000
+  redis.call('ZADD', KEYS[7], forget_at, id)
+  keep_at_least(queue, keep_ms)
+  keep_at_least(KEYS[7], keep_ms)
+  redis.call('HINCRBY', KEYS[8], 'waits', 1)
+  redis.call('HINCRBY', KEYS[8], 'wait_us', us)
   return {status, us}
 end
 
-if priority ~= 'urgent' and redis.call('ZCARD', KEYS[5]) > 0 then
-  return wait(3, math.max(delay - reserve_ahead, busy_retry))
+if not urgent and redis.call('ZCARD', KEYS[5]) > 0 then
+  return wait(3, math.max(delay - reserve_ahead, 0))
 end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return wait(2, math.min(busy_retry, tonumber(first[2]) - now))
-end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return wait(2, tonumber(ARGV[11])) end
 if delay > reserve_ahead then return wait(1, delay - reserve_ahead) end
 
 local new_ep, new_gl = math.max(tat_ep, slot) + t_ep, math.max(tat_gl, slot) + t_gl
@@ -96,11 +111,12 @@ redis.call('SET', KEYS[2], new_gl, 'PX', math.ceil((new_gl - now) / 1000) + 1000
 local lease_end = slot + tonumber(ARGV[5])
 redis.call('ZADD', KEYS[3], lease_end, id)
 keep_at_least(KEYS[3], math.ceil((lease_end - now) / 1000) + 1000)
-redis.call('ZREM', KEYS[5], id)
-redis.call('HINCRBY', KEYS[6], 'grants', 1)
+redis.call('ZREM', queue, id)
+redis.call('ZREM', KEYS[7], id)
+redis.call('HINCRBY', KEYS[8], 'grants', 1)
 if delay > 0 then
-  redis.call('HINCRBY', KEYS[6], 'waits', 1)
-  redis.call('HINCRBY', KEYS[6], 'wait_us', delay)
+  redis.call('HINCRBY', KEYS[8], 'waits', 1)
+  redis.call('HINCRBY', KEYS[8], 'wait_us', delay)
 end
 return {0, delay}
 """
@@ -109,7 +125,7 @@ return {0, delay}
 # KEYS: 1 adaptive, 2 stats. ARGV: 1 decrease factor, 2 min factor, 3 recovery per us,
 # 4 cooldown us. Returns {1 if decreased else 0, factor now as a string}.
 REPORT_RATE_LIMITED: Final = (
-    _FACTOR_LUA
+    _PRELUDE_LUA
     + """
 local now = server_now()
 local recovery = tonumber(ARGV[3])
@@ -128,22 +144,23 @@ return {1, string.format('%.6f', factor)}
 """
 )
 
-# KEYS: 1 adaptive, 2 leases, 3 urgent, 4 stats, 5 pause flag. ARGV: 1 recovery per us.
-# Read-only. Returns {factor, in flight, urgent waiters, grants, waits, wait_us, rate_limited,
-# pause JSON or nil}.
+# KEYS: 1 adaptive, 2 leases, 3 urgent queue, 4 bulk queue, 5 waiter expiry, 6 stats, 7 pause.
+# ARGV: 1 recovery per us. Changes nothing but pruning dead waiters. Returns {factor, in flight,
+# urgent waiting, bulk waiting, grants, waits, wait_us, rate_limited, pause JSON or nil}.
 SNAPSHOT: Final = (
-    _FACTOR_LUA
+    _PRELUDE_LUA
     + """
 local now = server_now()
-local after_now = '(' .. string.format('%.0f', now)
-local stats = redis.call('HMGET', KEYS[4], 'grants', 'waits', 'wait_us', 'rate_limited')
+prune_waiters(now, KEYS[3], KEYS[4], KEYS[5])
+local stats = redis.call('HMGET', KEYS[6], 'grants', 'waits', 'wait_us', 'rate_limited')
 return {
   string.format('%.6f', rate_factor(now, KEYS[1], tonumber(ARGV[1]))),
-  redis.call('ZCOUNT', KEYS[2], after_now, '+inf'),
-  redis.call('ZCOUNT', KEYS[3], after_now, '+inf'),
+  redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%.0f', now), '+inf'),
+  redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCARD', KEYS[4]),
   tonumber(stats[1] or 0), tonumber(stats[2] or 0), tonumber(stats[3] or 0),
   tonumber(stats[4] or 0),
-  redis.call('GET', KEYS[5]),
+  redis.call('GET', KEYS[7]),
 }
 """
 )

@@ -5,8 +5,10 @@ and does not exist otherwise. The limiter's acquire script checks the key's *exi
 atomic step as the budgets, so a pause takes effect on the very next acquisition in every worker,
 and a flag whose JSON cannot be read still pauses (fail closed).
 
-These functions only set, clear and read the flag; writing the audit event and the ``fcd pause``
-command belong to the ledger and the CLI, which call them.
+Pausing and resuming write one audit event each (``service.paused`` / ``service.resumed``) when an
+:class:`~ledger.audit.AuditTrail` is given: ``fcd pause``/``fcd resume`` and the workers' circuit
+breaker (a 401/403 from Stripe) all go through here. It lives in the ledger because the producer
+side (CLI, intake readiness) and the workers both need it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Final
 
 import structlog
 from redis.asyncio import Redis
+
+from ledger.audit import AuditTrail, build_record
 
 PAUSE_KEY: Final = "fcd:paused"
 _UNREADABLE_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,20 +65,38 @@ class PauseState:
 
 
 async def pause(
-    redis: Redis, operator: str, reason: str, source: str, *, key: str = PAUSE_KEY
-) -> PauseState:
+    redis: Redis,
+    operator: str,
+    reason: str,
+    source: str,
+    *,
+    key: str = PAUSE_KEY,
+    audit: AuditTrail | None = None,
+    only_if_unpaused: bool = False,
+) -> PauseState | None:
     """Pause all workers until :func:`resume`; replaces any pause already set.
 
-    The flag has no expiry: only an explicit resume lifts it.
+    With ``only_if_unpaused`` (the circuit breaker) an existing pause is kept and ``None`` is
+    returned, so many workers tripping at once write one audit event, not one each. The flag has
+    no expiry: only an explicit resume lifts it.
     """
     state = PauseState(operator, reason, datetime.now(UTC), source)
-    await redis.set(key, state.to_json())
+    if not await redis.set(key, state.to_json(), nx=only_if_unpaused):
+        return None
     _log.warning("limiter.paused", operator=operator, reason=reason, source=source)
+    if audit is not None:
+        record = build_record("service.paused", operator=operator, message=reason, reference=source)
+        audit.emit(record, level="error" if source == "breaker" else "warning")
     return state
 
 
 async def resume(
-    redis: Redis, operator: str, reason: str, *, key: str = PAUSE_KEY
+    redis: Redis,
+    operator: str,
+    reason: str,
+    *,
+    key: str = PAUSE_KEY,
+    audit: AuditTrail | None = None,
 ) -> PauseState | None:
     """Lift the pause atomically; return the pause that was lifted, or ``None`` if none was set."""
     raw = await redis.getdel(key)
@@ -86,6 +108,8 @@ async def resume(
         was_paused=lifted is not None,
         paused_by=lifted.operator if lifted else None,
     )
+    if audit is not None and lifted is not None:
+        audit.emit(build_record("service.resumed", operator=operator, message=reason))
     return lifted
 
 

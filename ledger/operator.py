@@ -1,0 +1,211 @@
+"""What an on-call operator does to requests: list failures, re-queue them, cancel waiting ones.
+
+Shared by the ``fcd`` commands and the dashboard, so both act identically. Every action is one
+ledger transition (atomic compare-and-set on status and job id) whose audit record carries the
+operator's name and reason, and reports what happened as an :class:`ActionOutcome` instead of
+raising, so a batch of ids can be worked through and summarised.
+
+Contracts:
+
+- **Re-queue** (``failed -> queued``): attempts go back to 0, a fresh arq job id
+  ``<request>.<n>`` is enqueued in the same step (so a result arq still holds under an earlier
+  job id cannot swallow it), and the ``Idempotency-Key`` generation is bumped with the
+  first-attempt clock cleared, because Stripe replays a stored response for a reused key for 24 h.
+  It is refused if the account meanwhile got another active request (one per account).
+- **Cancel** (``queued | retry_scheduled -> cancelled``): the waiting arq job is withdrawn
+  afterwards (if a worker picks it up first, it finds the request cancelled and does nothing).
+  An ``in_progress`` request is **refused**: a Stripe call may be on the wire and cannot be
+  recalled; the operator waits for the attempt to end and cancels it if it is waiting to retry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ledger.audit import TransitionDetails
+from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX
+from ledger.models import (
+    DisconnectRequest,
+    IllegalTransition,
+    RequestNotFound,
+    RequestStatus,
+    StaleTransition,
+)
+from ledger.store import Ledger
+
+CANCELLABLE = frozenset({RequestStatus.QUEUED, RequestStatus.RETRY_SCHEDULED})
+
+
+class ActionResult(StrEnum):
+    """How one operator action on one request ended."""
+
+    DONE = "done"  # the transition happened
+    WOULD_DO = "would_do"  # dry run: it would happen now
+    REFUSED = "refused"  # not allowed (wrong status, in flight, account busy, changed meanwhile)
+    NOT_FOUND = "not_found"  # no such request
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """One request's result, with a sentence an operator can act on."""
+
+    request_id: str
+    result: ActionResult
+    message: str
+    request: DisconnectRequest | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result in (ActionResult.DONE, ActionResult.WOULD_DO)
+
+
+class MissingReason(ValueError):
+    """Operator actions must say who and why; the audit trail is useless otherwise."""
+
+
+async def find_failed(
+    ledger: Ledger,
+    *,
+    since_seconds: float | None = None,
+    code: str | None = None,
+    limit: int = 500,
+) -> list[DisconnectRequest]:
+    """Failed requests, newest failure first; ``since_seconds`` bounds the failure time.
+
+    ``code`` matches ``last_error_code`` exactly (a Stripe error code such as
+    ``api_key_expired``, or an HTTP status such as ``403`` when Stripe gave no code).
+    """
+    low = "-inf" if since_seconds is None else time.time() - since_seconds
+    ids = await ledger.redis.zrevrangebyscore(ledger.status_key(RequestStatus.FAILED), "+inf", low)
+    found: list[DisconnectRequest] = []
+    for raw_id in ids:
+        request_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        try:
+            request = await ledger.get(request_id)
+        except RequestNotFound:
+            continue
+        if request.status != RequestStatus.FAILED:
+            continue  # moved since the index was read
+        if code is not None and request.last_error_code != code:
+            continue
+        found.append(request)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _check_who(operator: str, reason: str) -> TransitionDetails:
+    if not operator.strip() or not reason.strip():
+        raise MissingReason("an operator name and a reason are required")
+    return TransitionDetails(operator=operator.strip(), message=reason.strip())
+
+
+async def requeue(
+    ledger: Ledger, request_id: str, *, operator: str, reason: str, dry_run: bool = False
+) -> ActionOutcome:
+    """Move a ``failed`` request back to ``queued`` with a fresh job and a full attempt budget."""
+    details = _check_who(operator, reason)
+    try:
+        request = await ledger.get(request_id)
+    except RequestNotFound:
+        return ActionOutcome(request_id, ActionResult.NOT_FOUND, "no such request")
+    if request.status != RequestStatus.FAILED:
+        message = f"is {request.status.value}; only failed requests can be re-queued"
+        return ActionOutcome(request_id, ActionResult.REFUSED, message, request)
+    holder = await _active_holder(ledger, request)
+    if holder is not None:
+        return _account_busy(request, holder)
+    if dry_run:
+        return ActionOutcome(request_id, ActionResult.WOULD_DO, "would re-queue", request)
+    updates = {
+        "idempotency_generation": request.idempotency_generation + 1,
+        "first_attempt_at": None,
+    }
+    try:
+        moved = await ledger.transition(
+            request,
+            RequestStatus.QUEUED,
+            TransitionDetails(operator=details.operator, message=f"re-queued: {details.message}"),
+            attempts_delta=-request.attempts,
+            enqueue_in=0.0,
+            updates=updates,
+        )
+    except IllegalTransition:
+        holder = await _active_holder(ledger, request)
+        return _account_busy(request, holder or "another request")
+    except StaleTransition as exc:
+        return _changed(request, exc)
+    return ActionOutcome(request_id, ActionResult.DONE, f"re-queued as job {moved.job_id}", moved)
+
+
+async def cancel(
+    ledger: Ledger, request_id: str, *, operator: str, reason: str, dry_run: bool = False
+) -> ActionOutcome:
+    """Cancel a waiting request; refuse an in-flight or finished one, saying why."""
+    details = _check_who(operator, reason)
+    try:
+        request = await ledger.get(request_id)
+    except RequestNotFound:
+        return ActionOutcome(request_id, ActionResult.NOT_FOUND, "no such request")
+    if request.status == RequestStatus.IN_PROGRESS:
+        message = (
+            f"in flight: a worker is calling Stripe for it now (attempt {request.attempts}, "
+            f"job {request.job_id}); a call on the wire cannot be recalled. Wait for the attempt "
+            "to end, then cancel it if it is retry_scheduled"
+        )
+        return ActionOutcome(request_id, ActionResult.REFUSED, message, request)
+    if request.status not in CANCELLABLE:
+        message = f"is already {request.status.value}; nothing to cancel"
+        return ActionOutcome(request_id, ActionResult.REFUSED, message, request)
+    if dry_run:
+        return ActionOutcome(request_id, ActionResult.WOULD_DO, "would cancel", request)
+    try:
+        moved = await ledger.transition(
+            request,
+            RequestStatus.CANCELLED,
+            TransitionDetails(operator=details.operator, message=f"cancelled: {details.message}"),
+        )
+    except StaleTransition as exc:
+        return _changed(request, exc)
+    await _withdraw_job(ledger, request.job_id)
+    return ActionOutcome(request_id, ActionResult.DONE, "cancelled", moved)
+
+
+async def requeue_many(
+    ledger: Ledger, request_ids: Sequence[str], *, operator: str, reason: str, dry_run: bool
+) -> list[ActionOutcome]:
+    """:func:`requeue` each id in order; one refusal does not stop the others."""
+    return [
+        await requeue(ledger, rid, operator=operator, reason=reason, dry_run=dry_run)
+        for rid in request_ids
+    ]
+
+
+async def _active_holder(ledger: Ledger, request: DisconnectRequest) -> str | None:
+    raw = await ledger.redis.get(ledger.active_key(request.account_id))
+    if raw is None:
+        return None
+    holder = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return None if holder == request.request_id else holder
+
+
+def _account_busy(request: DisconnectRequest, holder: str) -> ActionOutcome:
+    message = f"account {request.account_id} already has an active request {holder}"
+    return ActionOutcome(request.request_id, ActionResult.REFUSED, message, request)
+
+
+def _changed(request: DisconnectRequest, exc: StaleTransition) -> ActionOutcome:
+    message = f"changed meanwhile (now {exc.actual}); look again and retry"
+    return ActionOutcome(request.request_id, ActionResult.REFUSED, message, request)
+
+
+async def _withdraw_job(ledger: Ledger, job_id: str | None) -> None:
+    """Take a cancelled request's arq job off the queue unless a worker already holds it."""
+    if job_id is None or await ledger.redis.exists(ARQ_IN_PROGRESS_KEY_PREFIX + job_id):
+        return
+    for queue in ledger.queue_names:
+        await ledger.redis.zrem(queue, job_id)
+    await ledger.redis.delete(ARQ_JOB_KEY_PREFIX + job_id)

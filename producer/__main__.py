@@ -1,0 +1,34 @@
+"""``python -m producer``: serve the HTTP intake (settings from ``FCD_*``, see the README)."""
+
+from __future__ import annotations
+
+import argparse
+
+from aiohttp import web
+
+from ledger.logging import configure_logging
+from producer.http.app import create_app
+from producer.http.settings import IntakeSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__)
+    parser.parse_args(argv)
+    settings = IntakeSettings()  # required fields come from FCD_* env
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    web.run_app(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=None,
+        print=lambda _: print(
+            f"fcd intake listening on http://{settings.http_host}:{settings.http_port}",
+            flush=True,
+        ),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""``fcd reconcile``: run the reconciler once, by hand (the workers also run it on a schedule)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from typing import Any
+
+from ledger.reconcile import reconcile
+from producer.cli.context import CliError, open_ledger
+from producer.settings import ProducerSettings
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "reconcile",
+        help="re-enqueue unfinished requests whose arq job is gone, and stuck in_progress ones",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    parser.add_argument("--operator", default=None, help="who (default: your login name)")
+    parser.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = ProducerSettings()
+    operator = args.operator if args.operator is not None else getpass.getuser()
+    async with open_ledger(settings) as ledger:
+        report = await reconcile(
+            ledger,
+            lease_seconds=settings.in_progress_lease_seconds,
+            dry_run=args.dry_run,
+            operator=operator,
+        )
+    if report.lock_busy:
+        raise CliError("another reconcile pass is running; try again in a minute")
+    for repair in report.repairs:
+        action = "would repair" if args.dry_run else f"-> job {repair.new_job_id or '(moved)'}"
+        print(f"{repair.request_id}\t{repair.status.value}\t{repair.problem}\t{action}")
+    verb = "would repair" if args.dry_run else "repaired"
+    print(f"scanned {report.scanned} unfinished requests; {verb} {len(report.repairs)}")
+    return 0

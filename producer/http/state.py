@@ -1,0 +1,39 @@
+"""What the handlers share, built once per process in :func:`producer.http.app.create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from ledger.customers import CustomerLedger
+from ledger.metrics import CounterBuffer
+from ledger.store import Ledger
+from producer.http.settings import IntakeSettings
+from producer.intake import IntakeService
+from producer.webhooks.inbox import WebhookInbox
+
+
+@dataclass(frozen=True)
+class Services:
+    """The process's one Redis client and everything built on it."""
+
+    settings: IntakeSettings
+    redis: Redis
+    ledger: Ledger
+    customers: CustomerLedger
+    intake: IntakeService
+    inbox: WebhookInbox
+    counters: CounterBuffer
+    tokens: dict[str, SecretStr] = field(repr=False)
+    webhook_secrets: list[SecretStr] = field(repr=False)
+
+
+SETTINGS = web.AppKey("settings", IntakeSettings)
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,200 @@
+"""The intake core: other services' disconnect requests, idempotent per (service, event id).
+
+Free of HTTP: :mod:`producer.http` parses and renders, this module decides and writes. A request
+names exactly one of an account (``fca_…``: one ledger request) or a customer (``cus_…``: a parent
+whose worker job lists the customer's accounts, see :mod:`ledger.customers`). The caller's service
+name and event id become the request's reference, ``<service>:<event_id>``, with source
+``deletion_event``. Replaying an event id with the same body answers the stored result; with a
+different body raises :class:`EventIdConflict` and writes nothing (see :mod:`ledger.event_ids`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ledger.customer_models import CustomerRequest, CustomerStatus, EventIdConflict
+from ledger.customer_models import new_customer_request_id as new_parent_id
+from ledger.customers import CustomerLedger
+from ledger.event_ids import ClaimState, EventRegistry, body_hash
+from ledger.metrics import CounterBuffer
+from ledger.models import (
+    ACCOUNT_ID_RE,
+    CONNECTED_ACCOUNT_RE,
+    CUSTOMER_ID_RE,
+    RequestSource,
+)
+from ledger.store import Ledger
+
+MAX_BATCH_ITEMS = 1000
+STATUS_PATH = "/v1/disconnect-requests/"
+
+
+class InvalidInput(ValueError):
+    """A body the intake refuses; ``code`` and ``field`` go to the caller as they are."""
+
+    def __init__(self, message: str, field: str | None, code: str = "invalid_field") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+
+
+class IntakeBody(BaseModel):
+    """One disconnect request as a calling service sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: str | None = Field(default=None, pattern=ACCOUNT_ID_RE.pattern)
+    customer_id: str | None = Field(default=None, pattern=CUSTOMER_ID_RE.pattern)
+    event_id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
+    reason: str = Field(min_length=1, max_length=500)
+    stripe_account: str | None = Field(default=None, pattern=CONNECTED_ACCOUNT_RE.pattern)
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> IntakeBody:
+        if (self.account_id is None) == (self.customer_id is None):
+            raise ValueError("give exactly one of account_id and customer_id")
+        return self
+
+    def normalised(self) -> dict[str, Any]:
+        """What identifies the request's meaning (the event id is the key, not the body)."""
+        return self.model_dump(exclude={"event_id"}, exclude_none=True)
+
+
+def parse_body(raw: Any) -> IntakeBody:
+    """Validate one decoded JSON body; raise :class:`InvalidInput` naming the first bad field."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("the body must be a JSON object", None, "invalid_body")
+    try:
+        return IntakeBody.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = [str(part) for part in error["loc"]]
+        field = location[0] if location else "account_id"
+        code = "missing_field" if error["type"] == "missing" else "invalid_field"
+        if error["type"] == "extra_forbidden":
+            code = "unknown_field"
+        message = f"{field}: {error['msg']}" if location else str(error["msg"])
+        raise InvalidInput(message, field, code) from None
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What to answer: the stored result for the event id, and whether it was a replay."""
+
+    body: dict[str, Any]
+    replayed: bool
+
+
+class IntakeService:
+    """Accepts requests into the ledger on behalf of authenticated calling services."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        customers: CustomerLedger,
+        events: EventRegistry,
+        counters: CounterBuffer,
+    ) -> None:
+        self.ledger = ledger
+        self.customers = customers
+        self.events = events
+        self.counters = counters
+
+    async def submit(self, service: str, body: IntakeBody) -> IntakeResult:
+        """Accept one request; raise :class:`EventIdConflict` if the event id holds another."""
+        try:
+            if body.account_id is not None:
+                result = await self._submit_account(service, body, body.account_id)
+            else:
+                result = await self._submit_customer(service, body)
+        except EventIdConflict:
+            self.counters.add("intake", service, "conflict")
+            raise
+        self.counters.add("intake", service, "replayed" if result.replayed else "accepted")
+        return result
+
+    async def submit_batch(self, service: str, items: list[Any]) -> list[dict[str, Any]]:
+        """One result per item, in order; valid items are accepted whatever the others are."""
+        results: list[dict[str, Any]] = []
+        for index, raw in enumerate(items):
+            try:
+                outcome = await self.submit(service, parse_body(raw))
+            except InvalidInput as exc:
+                self.counters.add("intake", service, "rejected")
+                error = {"code": exc.code, "message": exc.message, "field": exc.field}
+                results.append({"index": index, "status": 422, "error": error})
+            except EventIdConflict:
+                results.append({"index": index, "status": 409, "error": conflict_error(raw)})
+            else:
+                entry = {"index": index, "status": 202, "result": outcome.body}
+                results.append({**entry, "replayed": outcome.replayed})
+        return results
+
+    async def _submit_account(
+        self, service: str, body: IntakeBody, account_id: str
+    ) -> IntakeResult:
+        digest = body_hash(body.normalised())
+        claim = await self.events.claim(service, body.event_id, digest)
+        if claim.state == ClaimState.CONFLICT:
+            raise EventIdConflict(body.event_id)
+        if claim.state == ClaimState.ANSWERED and claim.result is not None:
+            return IntakeResult(claim.result, replayed=True)
+        submission = await self.ledger.submit(
+            account_id,
+            source=RequestSource.DELETION_EVENT,
+            reference=f"{service}:{body.event_id}",
+            reason=body.reason,
+            stripe_account=body.stripe_account,
+        )
+        result = _result(body.event_id, "account", submission.request_id, submission.merged)
+        stored = await self.events.finish(service, body.event_id, digest, result)
+        if stored is None:
+            raise EventIdConflict(body.event_id)
+        return IntakeResult(stored, replayed=stored != result)
+
+    async def _submit_customer(self, service: str, body: IntakeBody) -> IntakeResult:
+        assert body.customer_id is not None
+        now = time.time()
+        parent = CustomerRequest(
+            request_id=new_parent_id(),
+            customer_id=body.customer_id,
+            stripe_account=body.stripe_account,
+            source=RequestSource.DELETION_EVENT,
+            reference=f"{service}:{body.event_id}",
+            reason=body.reason,
+            status=CustomerStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+        result = _result(body.event_id, "customer", parent.request_id, merged=False)
+        created, stored = await self.customers.create(
+            parent,
+            event_key=self.events.key(service, body.event_id),
+            digest=body_hash(body.normalised()),
+            result=result,
+        )
+        return IntakeResult(stored, replayed=not created)
+
+
+def _result(event_id: str, kind: str, request_id: str, merged: bool) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "kind": kind,
+        "request_ids": [request_id],
+        "status_url": STATUS_PATH + request_id,
+        "merged": merged,
+    }
+
+
+def conflict_error(raw: Any) -> dict[str, Any]:
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    return {
+        "code": "event_id_conflict",
+        "message": f"event_id {event_id!r} was already used with a different body",
+        "field": "event_id",
+    }

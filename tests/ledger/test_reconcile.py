@@ -1,0 +1,112 @@
+"""The reconciler against a real Redis: lost arq jobs come back, live ones are left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio import Redis
+
+from ledger.audit import STATUS_CHANGED
+from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX
+from ledger.models import RequestStatus
+from ledger.reconcile import REENQUEUED, reconcile, reenqueue
+from ledger.store import Ledger
+from tests.ledger.operator_support import in_progress, submitted
+
+LEASE = 900.0
+
+
+async def test_deleted_arq_job_is_reenqueued_once_with_audit(ledger: Ledger, redis: Redis) -> None:
+    """A queued request whose arq job was deleted gets a fresh job and a reenqueued record."""
+    lost = await submitted(ledger, "fca_lost")
+    kept = await submitted(ledger, "fca_kept")
+    await redis.delete(ARQ_JOB_KEY_PREFIX + str(lost.job_id))
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert report.scanned == 2
+    assert [r.request_id for r in report.repairs] == [lost.request_id]
+    repaired = await ledger.get(lost.request_id)
+    assert repaired.status == RequestStatus.QUEUED
+    assert repaired.job_id == report.repairs[0].new_job_id != lost.job_id
+    assert await redis.exists(ARQ_JOB_KEY_PREFIX + str(repaired.job_id))
+    assert await redis.zscore(ledger.queue_name, str(repaired.job_id)) is not None
+    last = (await ledger.history(lost.request_id))[-1]
+    assert (last["event"], last["from"], last["to"]) == (REENQUEUED, "queued", "queued")
+    assert last["job_id"] == repaired.job_id and "gone" in last["message"]
+    assert await ledger.get(kept.request_id) == kept
+    again = await reconcile(ledger, lease_seconds=LEASE)
+    assert again.repairs == []
+
+
+async def test_job_missing_from_queue_and_not_held_is_orphaned(
+    ledger: Ledger, redis: Redis
+) -> None:
+    """A job record nobody will pick up (not queued, not in progress) counts as lost."""
+    request = await submitted(ledger, "fca_orphan")
+    await redis.zrem(ledger.queue_name, str(request.job_id))
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert [r.request_id for r in report.repairs] == [request.request_id]
+    assert "neither queued nor held" in report.repairs[0].problem
+
+
+async def test_retry_scheduled_without_job_is_reenqueued(ledger: Ledger, redis: Redis) -> None:
+    """A retry whose deferred job vanished is re-enqueued without changing status."""
+    request = await in_progress(ledger, "fca_retry")
+    request = await ledger.transition(request, RequestStatus.RETRY_SCHEDULED, enqueue_in=30.0)
+    await redis.delete(ARQ_JOB_KEY_PREFIX + str(request.job_id))
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert len(report.repairs) == 1
+    assert (await ledger.get(request.request_id)).status == RequestStatus.RETRY_SCHEDULED
+
+
+async def test_stuck_in_progress_past_lease_is_requeued(ledger: Ledger, redis: Redis) -> None:
+    """in_progress past the lease with no worker holding it goes back to queued with a new job."""
+    stuck = await in_progress(ledger, "fca_stuck")
+    fresh = await in_progress(ledger, "fca_fresh")
+    await redis.hset(ledger.request_key(stuck.request_id), "updated_at", str(time.time() - 2000))  # type: ignore[misc]
+    held = await in_progress(ledger, "fca_held")
+    await redis.hset(ledger.request_key(held.request_id), "updated_at", str(time.time() - 2000))  # type: ignore[misc]
+    await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + str(held.job_id), b"1", ex=60)
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert [r.request_id for r in report.repairs] == [stuck.request_id]
+    moved = await ledger.get(stuck.request_id)
+    assert moved.status == RequestStatus.QUEUED and moved.attempts == 1
+    assert moved.job_id != stuck.job_id
+    last = (await ledger.history(stuck.request_id))[-1]
+    assert (last["event"], last["from"], last["to"]) == (STATUS_CHANGED, "in_progress", "queued")
+    assert (await ledger.get(fresh.request_id)).status == RequestStatus.IN_PROGRESS
+    assert (await ledger.get(held.request_id)).status == RequestStatus.IN_PROGRESS
+
+
+async def test_dry_run_reports_and_changes_nothing(ledger: Ledger, redis: Redis) -> None:
+    """A dry run lists the repair it would make and leaves the request untouched."""
+    request = await submitted(ledger, "fca_dry")
+    await redis.delete(ARQ_JOB_KEY_PREFIX + str(request.job_id))
+    report = await reconcile(ledger, lease_seconds=LEASE, dry_run=True)
+    assert len(report.repairs) == 1 and report.repairs[0].new_job_id is None
+    assert await ledger.get(request.request_id) == request
+
+
+async def test_concurrent_passes_never_repair_twice(ledger: Ledger, redis: Redis) -> None:
+    """Two passes at once: the lock lets one work; each lost job is re-enqueued exactly once."""
+    requests = [await submitted(ledger, f"fca_many{i}") for i in range(20)]
+    for request in requests:
+        await redis.delete(ARQ_JOB_KEY_PREFIX + str(request.job_id))
+    first, second = await asyncio.gather(
+        reconcile(ledger, lease_seconds=LEASE), reconcile(ledger, lease_seconds=LEASE)
+    )
+    assert sorted([first.lock_busy, second.lock_busy]) == [False, True]
+    assert len(first.repairs) + len(second.repairs) == 20
+    for request in requests:
+        events = [h["event"] for h in await ledger.history(request.request_id)]
+        assert events.count(REENQUEUED) == 1
+
+
+async def test_reenqueue_is_a_compare_and_set(ledger: Ledger, redis: Redis) -> None:
+    """A re-enqueue from a stale snapshot (job moved on) or of a live job does nothing."""
+    request = await submitted(ledger, "fca_cas")
+    assert await reenqueue(ledger, request, only_if_orphaned=True) is None
+    new_job = await reenqueue(ledger, request)
+    assert new_job is not None
+    assert await reenqueue(ledger, request) is None
+    assert (await ledger.get(request.request_id)).job_id == new_job

@@ -1,0 +1,1 @@
+"""Tests of the Stripe emulator: data, endpoints, admin API, limits, faults, webhooks, shapes."""
