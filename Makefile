@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-browser format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake clean
+.PHONY: install install-browser format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,10 @@ bench-intake: $(STAMP)
 bench-ratelimit: $(STAMP)
 	$(BIN)/python bench/ratelimit.py
 
-bench: bench-emulator bench-intake bench-ratelimit
+bench-sweep: $(STAMP)
+	$(BIN)/python bench/sweep.py
+
+bench: bench-emulator bench-intake bench-ratelimit bench-sweep
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -171,7 +171,7 @@ async def drive(redis_url: str, base: str, audit_dir: Path) -> int:
         request_ids = await submit_all(Producer(ledger), picked)
         requests = await wait_until_terminal(ledger, request_ids)
         print_summary(requests)
-        sample = next(r for r in requests if r.status == RequestStatus.DISCONNECTED)
+        sample = next((r for r in requests if r.status == RequestStatus.DISCONNECTED), requests[0])
         render_timeline(
             sample.model_dump(mode="json"), await ledger.history(sample.request_id), console
         )

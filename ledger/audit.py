@@ -18,8 +18,14 @@ Vocabulary (the ``event`` field):
 - ``disconnect.reenqueued``: the reconciler gave a waiting request whose arq job was lost a fresh
   job, without a status change (``message`` says what was wrong; see ``ledger.reconcile``).
   Operator re-queues and cancels are ``disconnect.status_changed`` records with ``operator`` set.
+- ``sweep.started`` / ``sweep.selected`` / ``sweep.refused`` / ``sweep.finished`` /
+  ``sweep.failed``: a retention sweep run (``request_id`` is the ``sw_…`` run id, ``reference``
+  the policy, ``message`` the counts or the blast-radius guard's reason); in the run's own history
+  (see ``ledger.retention.runs``).
 
-Every record carries the same keys (absent values are ``null``) so that machines can query the file:
+A request's history is stored compactly (no null fields, none of the request's own fields), and
+:meth:`Ledger.history` restores every key. Every record carries the same keys (absent values are
+``null``) so that machines can query the file:
 request_id, account_id, from, to, attempt, source, reference, reason, job_id, worker,
 stripe_request_id, http_status, stripe_error_code, message, duration_ms, operator, ts.
 """

@@ -8,7 +8,7 @@ request after the chunk's answers arrive, as :meth:`Ledger.submit` would.
 
 Bounded: before each chunk, the depth of the destination queue is read; while it is above
 ``max_queue_depth`` submission sleeps, so a million-account sweep never holds more than about
-``max_queue_depth + chunk_size`` pending jobs in Redis at once (workers drain the queue at
+``max_queue_depth + 2 x chunk_size`` pending jobs in Redis at once (workers drain the queue at
 Stripe's pace meanwhile).
 """
 
@@ -24,6 +24,8 @@ from ledger.models import RequestSource
 from ledger.store import Ledger
 
 DEFAULT_CHUNK_SIZE = 1000
+#: Two pipelines at once: one chunk is prepared in Python while Redis runs the other's scripts.
+PIPELINES_IN_FLIGHT = 2
 T = TypeVar("T")
 
 
@@ -72,7 +74,8 @@ async def wait_for_room(
     if max_depth is None:
         return 0.0
     started = time.monotonic()
-    while await ledger.redis.zcard(queue) > max_depth:
+    # Polling is the only way: the depth changes in other processes (workers draining it).
+    while await ledger.redis.zcard(queue) > max_depth:  # noqa: ASYNC110
         await asyncio.sleep(poll_seconds)
     return time.monotonic() - started
 
@@ -93,12 +96,32 @@ async def submit_many(
     """
     result = BulkResult()
     queue = ledger.queue_for(source)
-    for chunk in chunked(items, chunk_size):
-        result.waited_seconds += await wait_for_room(ledger, queue, max_queue_depth, poll_seconds)
-        await _submit_chunk(ledger, chunk, source, result)
+    in_flight: set[asyncio.Task[None]] = set()
+    try:
+        for chunk in chunked(items, chunk_size):
+            result.waited_seconds += await wait_for_room(
+                ledger, queue, max_queue_depth, poll_seconds
+            )
+            in_flight.add(asyncio.create_task(_submit_chunk(ledger, chunk, source, result)))
+            if len(in_flight) >= PIPELINES_IN_FLIGHT:
+                in_flight = await _first_done(in_flight, result, on_chunk)
+        while in_flight:
+            in_flight = await _first_done(in_flight, result, on_chunk)
+    finally:
+        for task in in_flight:
+            task.cancel()
+    return result
+
+
+async def _first_done(
+    tasks: set[asyncio.Task[None]], result: BulkResult, on_chunk: ChunkCallback | None
+) -> set[asyncio.Task[None]]:
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()  # re-raise a chunk's error
         if on_chunk is not None:
             await on_chunk(result)
-    return result
+    return pending
 
 
 async def _submit_chunk(

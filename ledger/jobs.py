@@ -54,7 +54,6 @@ def job_id_for(request_id: str, sequence: int) -> str:
 
 def arq_job_record(request_id: str, enqueue_time_ms: int | None = None) -> bytes:
     """The bytes arq stores under ``arq:job:<id>`` for a disconnect job."""
-    # ``v`` is left out while it is the default 1 (one byte-count less per pending job).
-    payload = DisconnectJob(request_id=request_id).model_dump(exclude_defaults=True)
+    payload = DisconnectJob(request_id=request_id).model_dump()
     et = enqueue_time_ms if enqueue_time_ms is not None else int(time.time() * 1000)
     return serialize({"t": None, "f": DISCONNECT_JOB, "a": [payload], "k": {}, "et": et})

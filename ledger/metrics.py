@@ -6,8 +6,8 @@ by ``|``). Processes add to an in-memory :class:`CounterBuffer` and flush it eve
 so counting costs no round trip on the request path; a crash loses at most one interval's counts.
 
 Families: ``intake`` (service|outcome), ``http`` (status code), ``stripe`` (endpoint|outcome),
-``webhooks`` (event type|result). The worker's rate limiter keeps its own ``fcd:rl:stats`` hash
-(``grants``, ``waits``, ``wait_us``, ``rate_limited``); :data:`LIMITER_STATS_KEY` names it here so
+``webhooks`` (event type|result). The worker's rate limiter keeps its own ``<prefix>rl:stats`` hash
+(``grants``, ``waits``, ``wait_us``, ``rate_limited``); :func:`limiter_stats_key` names it here so
 the producer can read it without importing the worker.
 """
 
@@ -18,7 +18,12 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-LIMITER_STATS_KEY: Final = "fcd:rl:stats"
+
+def limiter_stats_key(prefix: str) -> str:
+    """The limiter's counters; workers build their limiter under ``<prefix>rl:``."""
+    return f"{prefix}rl:stats"
+
+
 FAMILIES: Final = ("intake", "http", "stripe", "webhooks")
 
 
@@ -57,7 +62,7 @@ async def read_counters(redis: Redis, prefix: str) -> dict[str, dict[str, int]]:
     async with redis.pipeline(transaction=False) as pipe:
         for family in FAMILIES:
             pipe.hgetall(counter_key(prefix, family))
-        pipe.hgetall(LIMITER_STATS_KEY)
+        pipe.hgetall(limiter_stats_key(prefix))
         raw = await pipe.execute()
     names = [*FAMILIES, "limiter"]
     return {

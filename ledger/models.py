@@ -63,16 +63,14 @@ _OUTCOMES = frozenset(
 )
 
 #: The legal transitions. ``None`` is the state before a request exists.
-#: in_progress -> queued: a worker shut down (or its lease ran out) mid-attempt; the job runs again.
-#: retry_scheduled -> failed: the attempt budget ran out while waiting (found by the reconciler).
+#: in_progress -> queued: a worker shut down (or its lease ran out) mid-attempt, the service is
+#: paused, or the circuit breaker tripped; the request waits for a fresh job.
 #: failed -> queued: an operator re-queued it with a reason.
 TRANSITIONS: dict[RequestStatus | None, frozenset[RequestStatus]] = {
     None: frozenset({RequestStatus.QUEUED}),
     RequestStatus.QUEUED: frozenset({RequestStatus.IN_PROGRESS, RequestStatus.CANCELLED}),
     RequestStatus.IN_PROGRESS: _OUTCOMES | {RequestStatus.QUEUED},
-    RequestStatus.RETRY_SCHEDULED: frozenset(
-        {RequestStatus.IN_PROGRESS, RequestStatus.CANCELLED, RequestStatus.FAILED}
-    ),
+    RequestStatus.RETRY_SCHEDULED: frozenset({RequestStatus.IN_PROGRESS, RequestStatus.CANCELLED}),
     RequestStatus.FAILED: frozenset({RequestStatus.QUEUED}),
     RequestStatus.DISCONNECTED: frozenset(),
     RequestStatus.ALREADY_DISCONNECTED: frozenset(),
@@ -155,6 +153,8 @@ class DisconnectRequest(BaseModel):
     created_at: float = Field(description="unix seconds")
     updated_at: float
     first_attempt_at: float | None = None
+    #: When a disconnect POST for this request was last sent (its outcome may be unknown).
+    last_posted_at: float | None = None
     job_id: str | None = None
     idempotency_generation: int = 0
     last_error: str | None = None

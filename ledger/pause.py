@@ -21,7 +21,7 @@ from typing import Final
 import structlog
 from redis.asyncio import Redis
 
-from ledger.audit import AuditTrail, build_record
+from ledger.audit import AuditTrail, build_record, sanitize_message
 
 PAUSE_KEY: Final = "fcd:paused"
 _UNREADABLE_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,6 +80,7 @@ async def pause(
     returned, so many workers tripping at once write one audit event, not one each. The flag has
     no expiry: only an explicit resume lifts it.
     """
+    reason = sanitize_message(reason) or ""  # the reason may quote Stripe's error message
     state = PauseState(operator, reason, datetime.now(UTC), source)
     if not await redis.set(key, state.to_json(), nx=only_if_unpaused):
         return None

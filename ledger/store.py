@@ -197,7 +197,9 @@ class Ledger:
         )
         job_id = job_id_for(request.request_id, 1)
         created = self._record(STATUS_CHANGED, request, None, RequestStatus.QUEUED, job_id)
-        merge = {**self._record(MERGED, request, None, None, None), "request_id": "__EXISTING__"}
+        # The merge record differs from the created one only in these fields (same instant).
+        merge = {**created, "event": MERGED, "to": None, "job_id": None}
+        merge["request_id"] = "__EXISTING__"
         fields = _hash_fields(request)
         keys = [
             self.active_key(account_id),
@@ -210,7 +212,7 @@ class Ledger:
         ]
         args: list[Any] = [request.request_id, now, _stored(created, request), _dump(merge), job_id]
         args += [arq_job_record(request.request_id), int(now * 1000), self._job_expires_ms]
-        args += [self.prefix, *fields]
+        args += [self.prefix, json.dumps(fields, separators=(",", ":"))]
         return PreparedSubmission(keys, args, created, merge)
 
     async def run_create(self, prepared: PreparedSubmission, client: Any = None) -> Any:

@@ -144,18 +144,32 @@ class IntakeService:
             raise EventIdConflict(body.event_id)
         if claim.state == ClaimState.ANSWERED and claim.result is not None:
             return IntakeResult(claim.result, replayed=True)
-        submission = await self.ledger.submit(
-            account_id,
-            source=RequestSource.DELETION_EVENT,
-            reference=f"{service}:{body.event_id}",
-            reason=body.reason,
-            stripe_account=body.stripe_account,
-        )
-        result = _result(body.event_id, "account", submission.request_id, submission.merged)
+        reference = f"{service}:{body.event_id}"
+        earlier = None
+        if claim.state == ClaimState.PENDING:  # a crash after submitting must not submit twice
+            earlier = await self._request_with_reference(account_id, reference)
+        if earlier is not None:
+            result = _result(body.event_id, "account", earlier, merged=False)
+        else:
+            submission = await self.ledger.submit(
+                account_id,
+                source=RequestSource.DELETION_EVENT,
+                reference=reference,
+                reason=body.reason,
+                stripe_account=body.stripe_account,
+            )
+            result = _result(body.event_id, "account", submission.request_id, submission.merged)
         stored = await self.events.finish(service, body.event_id, digest, result)
         if stored is None:
             raise EventIdConflict(body.event_id)
         return IntakeResult(stored, replayed=stored != result)
+
+    async def _request_with_reference(self, account_id: str, reference: str) -> str | None:
+        """The account's request created for this event before a crash, if there is one."""
+        for request_id in reversed(await self.ledger.requests_for_account(account_id)):
+            if (await self.ledger.get(request_id)).reference == reference:
+                return request_id
+        return None
 
     async def _submit_customer(self, service: str, body: IntakeBody) -> IntakeResult:
         assert body.customer_id is not None

@@ -11,12 +11,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from devenv.processes import ProcessGroup, start_emulator
 from devenv.redis_server import private_redis
 from ledger.audit import AuditTrail
 from ledger.store import Ledger
+from tests.emulator_admin import EmulatorAdmin
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +56,23 @@ async def ledger(redis: Redis, namespace: str, audit_path: Path) -> AsyncIterato
     audit = AuditTrail(audit_path)
     yield Ledger(redis, queue_name=f"{namespace}queue", audit=audit, prefix=f"{namespace}fcd:")
     audit.close()
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Processes the test starts (emulator, workers); all stopped afterwards."""
+    processes = ProcessGroup(tmp_path / "logs")
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def emulator_url(group: ProcessGroup) -> str:
+    """The emulator as a separate process (limits off), for tests with worker processes."""
+    return start_emulator(group, accounts=10, extra=["--no-limits"])
+
+
+@pytest.fixture
+async def process_admin(emulator_url: str) -> AsyncIterator[EmulatorAdmin]:
+    async with aiohttp.ClientSession() as session:
+        yield EmulatorAdmin(emulator_url, session)

@@ -1,4 +1,8 @@
-"""``python -m worker [--burst]``: run one arq worker process. Run more of them to scale out."""
+"""``python -m worker [--burst] [--queue urgent|bulk]``: run one arq worker process.
+
+Run more of them to scale out. ``--queue bulk`` consumes the retention sweeps' queue, yields to
+urgent work at the rate limiter, and runs the sweeps' schedule.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,17 @@ from worker.settings import WorkerSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    parser.add_argument(
+        "--queue",
+        choices=["urgent", "bulk"],
+        default="urgent",
+        help="urgent: FCD_QUEUE_NAME (user deletions); bulk: FCD_BULK_QUEUE_NAME (sweeps)",
+    )
     args = parser.parse_args(argv)
     settings = WorkerSettings()  # required fields come from FCD_* env
     configure_logging(settings.log_format, settings.log_level)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    worker = build_worker(settings, burst=args.burst)
+    worker = build_worker(settings, burst=args.burst, queue=args.queue)
     worker.run()
     return 0
 

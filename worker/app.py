@@ -22,12 +22,14 @@ from redis.asyncio import Redis
 from ledger.audit import AuditTrail
 from ledger.customer_models import CUSTOMER_JOB
 from ledger.jobs import DISCONNECT_JOB, DisconnectJob, deserialize, serialize
+from ledger.retention.jobs import SWEEP_JOB
 from ledger.store import Ledger
 from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
-from worker.gate import CallGate
+from worker.gate import CallGate, Priority
 from worker.operations import housekeeping_cron_jobs
 from worker.ratelimit import RateLimiter
+from worker.retention import build_sweep_deps, retention_sweep, sweep_cron_jobs
 from worker.retry import RetryPolicy
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeClient, client_timeout
@@ -86,9 +88,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         idempotency_refresh_seconds=settings.idempotency_refresh_seconds,
         lock_seconds=settings.stripe_timeout_seconds * 2 + 10,
         paused_recheck_seconds=settings.paused_recheck_seconds,
+        priority=ctx.get("priority", "urgent"),
     )
     ctx["customer_deps"] = build_customer_deps(ctx["deps"], audit, settings)
-    log.info("worker.started", max_jobs=settings.max_jobs, queue=settings.queue_name)
+    ctx["sweep_deps"] = build_sweep_deps(ctx["deps"], audit, settings)
+    log.info("worker.started", max_jobs=settings.max_jobs, queue=ctx.get("queue_name"))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -112,20 +116,34 @@ GateFactory = Callable[[Redis, WorkerSettings], CallGate]
 
 
 def build_worker(
-    settings: WorkerSettings, *, burst: bool = False, gate_factory: GateFactory = build_gate
+    settings: WorkerSettings,
+    *,
+    burst: bool = False,
+    gate_factory: GateFactory = build_gate,
+    queue: Priority = "urgent",
 ) -> Worker:
     """An arq ``Worker`` for ``settings``; JSON serializer, no pickle anywhere.
 
-    ``gate_factory`` exists for benchmarks that compare the shared limiter with a naive one.
+    ``queue="bulk"`` consumes ``FCD_BULK_QUEUE_NAME`` instead of ``FCD_QUEUE_NAME``, waits at the
+    rate limiter with priority ``bulk`` (behind every urgent caller) and runs the retention
+    sweeps' schedule. ``gate_factory`` exists for benchmarks that compare limiters.
     """
+    bulk = queue == "bulk"
+    queue_name = settings.bulk_queue_name if bulk else settings.queue_name
+    crons = housekeeping_cron_jobs(settings, burst=burst)
+    if bulk:
+        crons += sweep_cron_jobs(settings, burst=burst)
     return Worker(
         functions=[
             func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000),
             func(disconnect_customer, name=CUSTOMER_JOB, max_tries=1_000),
+            func(
+                retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=settings.sweep_timeout_seconds
+            ),
         ],
-        cron_jobs=housekeeping_cron_jobs(settings, burst=burst),
+        cron_jobs=crons,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
-        queue_name=settings.queue_name,
+        queue_name=queue_name,
         job_serializer=serialize,
         job_deserializer=deserialize,
         max_jobs=settings.max_jobs,
@@ -135,6 +153,11 @@ def build_worker(
         burst=burst,
         on_startup=startup,
         on_shutdown=shutdown,
-        ctx={"settings": settings, "gate_factory": gate_factory},
+        ctx={
+            "settings": settings,
+            "gate_factory": gate_factory,
+            "priority": queue,
+            "queue_name": queue_name,
+        },
         handle_signals=True,
     )

@@ -10,8 +10,10 @@ Contract of :func:`run_customer` (mirrors :mod:`worker.disconnect`):
   after the page's accounts are submitted, so a crash repeats at most one page; repeating a
   submission merges into the account's active request.
 - A list error is decided like a disconnect error (:func:`worker.outcomes.decide`): transient
-  ones schedule a retry with the same backoff and attempt budget; anything else fails the parent.
-  Children submitted before the failure still run.
+  ones schedule a retry with the same backoff and attempt budget (a limiter 429 does not spend
+  an attempt); anything else fails the parent. A 401/403 trips the circuit breaker instead and,
+  like a pause, hands the parent back to ``queued`` (attempt not spent). Children submitted
+  before the failure still run.
 - Cancelled mid-listing (shutdown or job timeout): the parent goes back to ``queued`` under a
   fresh job, the attempt not spent.
 """
@@ -21,16 +23,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import structlog
+from arq import Retry
 
 from ledger.audit import AuditTrail, TransitionDetails
 from ledger.customer_models import CustomerJob, CustomerRequest, CustomerStatus
 from ledger.customers import CustomerLedger
 from ledger.models import ACCOUNT_ID_RE, StaleTransition
-from worker.disconnect import DisconnectDeps
-from worker.outcomes import Action, decide
+from ledger.pause import get_pause
+from worker.attempt import DisconnectDeps, call_stripe, trip_breaker
+from worker.outcomes import Action, decide, is_auth_failure
+from worker.ratelimit import LimiterPaused
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeAPIError, StripeError
 
@@ -59,11 +65,18 @@ async def disconnect_customer(ctx: dict[str, Any], payload: dict[str, Any]) -> s
     job = CustomerJob.model_validate(payload)
     deps: CustomerDeps = ctx["customer_deps"]
     with structlog.contextvars.bound_contextvars(request_id=job.parent_id, job_id=ctx["job_id"]):
-        return await run_customer(deps, job.parent_id, ctx["job_id"])
+        result = await run_customer(deps, job.parent_id, ctx["job_id"])
+    if result == "paused":
+        raise Retry(defer=deps.base.paused_recheck_seconds)
+    return result
 
 
 async def run_customer(deps: CustomerDeps, parent_id: str, job_id: str) -> str:
-    """Run the listing for ``parent_id`` as job ``job_id``; return the parent's new status."""
+    """Run the listing for ``parent_id`` as job ``job_id``; return the parent's new status,
+    ``"skipped"`` or ``"paused"`` (nothing done while the service is paused)."""
+    ledger = deps.base.ledger
+    if await get_pause(ledger.redis, key=ledger.pause_key) is not None:
+        return "paused"
     parent = await _claim(deps, await deps.customers.get(parent_id), job_id)
     if parent is None:
         return "skipped"
@@ -72,7 +85,14 @@ async def run_customer(deps: CustomerDeps, parent_id: str, job_id: str) -> str:
     except asyncio.CancelledError:
         await asyncio.shield(_give_back(deps, parent))
         raise
+    except LimiterPaused:
+        note = "service paused; listing handed back to the queue, attempt not spent"
+        return await _hand_back(deps, parent, TransitionDetails(message=note))
     except StripeError as exc:
+        if is_auth_failure(exc):
+            details = _error_details(parent, exc)
+            await trip_breaker(deps.base, details)
+            return await _hand_back(deps, parent, details)
         return await _after_error(deps, parent, exc)
     total = len(await deps.customers.children(parent_id))
     message = f"customer {parent.customer_id}: {total} account(s) listed, each has a request"
@@ -112,13 +132,14 @@ async def list_and_submit(deps: CustomerDeps, parent: CustomerRequest) -> Custom
     known = await deps.customers.children(parent.request_id)
     cursor = parent.cursor
     while True:
-        async with deps.base.gate.slot("list"):
-            result = await deps.base.stripe.list_accounts(
-                customer=parent.customer_id,
-                limit=PAGE_SIZE,
-                starting_after=cursor,
-                stripe_account=parent.stripe_account,
-            )
+        fetch_page = partial(
+            deps.base.stripe.list_accounts,
+            customer=parent.customer_id,
+            limit=PAGE_SIZE,
+            starting_after=cursor,
+            stripe_account=parent.stripe_account,
+        )
+        result = await call_stripe(deps.base, "list", fetch_page)
         data = result.body.get("data")
         ids = [a.get("id") for a in data if isinstance(a, dict)] if isinstance(data, list) else []
         accounts = [i for i in ids if isinstance(i, str) and ACCOUNT_ID_RE.match(i)]
@@ -150,16 +171,11 @@ async def _after_error(deps: CustomerDeps, parent: CustomerRequest, error: Strip
     retry = decision.action == Action.RETRY or (
         decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
     )
-    message = f"listing accounts of {parent.customer_id}: {error.message}"
-    details = TransitionDetails(
-        message=message,
-        stripe_request_id=error.stripe_request_id,
-        http_status=error.http_status,
-        stripe_error_code=error.code if isinstance(error, StripeAPIError) else None,
-        duration_ms=error.meta.duration_ms,
-    )
+    details = _error_details(parent, error)
+    message = details.message or ""
+    refund = -1 if isinstance(error, StripeAPIError) and error.is_rate_limit else 0
     policy = deps.base.policy
-    spent = policy.exhausted(parent.attempts, time.time() - parent.created_at)
+    spent = policy.exhausted(parent.attempts + refund, time.time() - parent.created_at)
     try:
         if retry and spent is None:
             delay = policy.backoff(max(parent.attempts, 1))
@@ -168,6 +184,7 @@ async def _after_error(deps: CustomerDeps, parent: CustomerRequest, error: Strip
                 parent,
                 CustomerStatus.RETRY_SCHEDULED,
                 details,
+                attempts_delta=refund,
                 enqueue_in=delay,
                 updates={"last_error": message},
             )
@@ -181,6 +198,34 @@ async def _after_error(deps: CustomerDeps, parent: CustomerRequest, error: Strip
     except StaleTransition:
         log.info("customer.lost_race")
         return "skipped"
+
+
+def _error_details(parent: CustomerRequest, error: StripeError) -> TransitionDetails:
+    return TransitionDetails(
+        message=f"listing accounts of {parent.customer_id}: {error.message}",
+        stripe_request_id=error.stripe_request_id,
+        http_status=error.http_status,
+        stripe_error_code=error.code if isinstance(error, StripeAPIError) else None,
+        duration_ms=error.meta.duration_ms,
+    )
+
+
+async def _hand_back(
+    deps: CustomerDeps, parent: CustomerRequest, details: TransitionDetails
+) -> str:
+    """Paused (by hand or by the breaker): back to ``queued`` under a deferred job, attempt kept."""
+    try:
+        moved = await deps.customers.transition(
+            parent,
+            CustomerStatus.QUEUED,
+            details,
+            attempts_delta=-1,
+            enqueue_in=deps.base.paused_recheck_seconds,
+        )
+    except StaleTransition:
+        log.info("customer.lost_race")
+        return "skipped"
+    return moved.status.value
 
 
 async def _give_back(deps: CustomerDeps, parent: CustomerRequest) -> None:

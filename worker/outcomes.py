@@ -10,7 +10,8 @@ answer                                      decision
 404 ``resource_missing``                    ``not_found`` (never retried)
 400 (e.g. already disconnected)             retrieve the account: disconnected ->
                                             ``already_disconnected``, else ``failed``
-401, 403                                    ``failed`` (a circuit breaker pauses the rest)
+401, 403                                    circuit breaker: pause all work, request stays
+                                            ``queued`` (attempt not spent)
 500                                         retrieve the account: disconnected -> done, else
                                             retry with a fresh Idempotency-Key (Stripe stored
                                             the 500 under the old one and would replay it)

@@ -86,6 +86,12 @@ class WorkerSettings(BaseServiceSettings):
         default=300.0,
         description="arq cancels a job after this long; the request is re-queued, attempt kept.",
     )
+    sweep_timeout_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Longest a retention sweep may run (arq job timeout, and the policy lock's "
+        "lifetime if its worker dies).",
+    )
     reconcile_interval_seconds: int = Field(
         default=60,
         description="How often the reconciler runs (once across all workers); a divisor of 60 "

@@ -35,12 +35,16 @@ async def apply_event(ledger: Ledger, event: dict[str, Any]) -> str:
     """Apply one verified event; return what was done (for logs and metrics)."""
     if event.get("type") != DISCONNECTED_EVENT:
         return "ignored"
-    account = (event.get("data") or {}).get("object") or {}
-    account_id = account.get("id")
+    data = event.get("data")
+    account = data.get("object") if isinstance(data, dict) else None
+    account_id = account.get("id") if isinstance(account, dict) else None
     if not isinstance(account_id, str):
         return "ignored"
     event_id = str(event.get("id"))
-    request_info = event.get("request") or {}
+    # Older API versions send ``request`` as a bare id string; only the object form has a key.
+    request_info = event.get("request")
+    if not isinstance(request_info, dict):
+        request_info = {}
     match = _OUR_KEY.match(str(request_info.get("idempotency_key") or ""))
     if match:
         try:

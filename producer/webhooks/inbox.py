@@ -8,6 +8,10 @@ acknowledges and deletes it. If a process dies after answering 2xx, the event st
 group and another (or the restarted) process claims it with ``XAUTOCLAIM`` once it has been idle
 for ``claim_idle_ms``: nothing acknowledged to Stripe is lost; an event may be applied twice,
 which :mod:`.apply` tolerates (a duplicate note at worst, never a wrong status).
+
+An event whose application keeps failing never blocks the others: each entry is applied on its
+own, and after ``max_deliveries`` failed deliveries it is moved to ``P webhook:dead`` (a stream an
+operator can read; logged as ``webhooks.dead_lettered``) and removed from the inbox.
 """
 
 from __future__ import annotations
@@ -40,11 +44,15 @@ log = structlog.get_logger("fcd.webhooks")
 class WebhookInbox:
     """Accepts verified events into Redis and applies them from there."""
 
-    def __init__(self, redis: Redis, prefix: str, *, claim_idle_ms: int = 60_000) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, *, claim_idle_ms: int = 60_000, max_deliveries: int = 5
+    ) -> None:
         self.redis = redis
         self.stream = f"{prefix}webhook:inbox"
+        self.dead_stream = f"{prefix}webhook:dead"
         self.prefix = prefix
         self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
         self._accept = redis.register_script(ACCEPT)
 
     async def accept(self, event_id: str, event: dict[str, Any]) -> bool:
@@ -71,14 +79,36 @@ class WebhookInbox:
                 GROUP, consumer, {self.stream: ">"}, count=100, block=block_ms
             )
             entries = [entry for _, batch in read for entry in batch]
+        applied = 0
         for entry_id, fields in entries:
-            event = json.loads(fields[b"event"] if b"event" in fields else fields["event"])
-            await apply(event)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self.stream, GROUP, entry_id)
-                pipe.xdel(self.stream, entry_id)
-                await pipe.execute()
-        return len(entries)
+            raw = fields[b"event"] if b"event" in fields else fields["event"]
+            try:
+                await apply(json.loads(raw))
+            except (RedisError, OSError):
+                raise  # Redis trouble: stop the batch, the loop backs off and retries
+            except Exception:
+                log.exception("webhooks.apply_failed", entry_id=str(entry_id))
+                await self._dead_letter_if_exhausted(entry_id, raw)
+                continue
+            await self._remove(entry_id)
+            applied += 1
+        return applied
+
+    async def _remove(self, entry_id: Any) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, GROUP, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            await pipe.execute()
+
+    async def _dead_letter_if_exhausted(self, entry_id: Any, raw: Any) -> None:
+        """After ``max_deliveries`` failures, park the event in the dead-letter stream."""
+        info = await self.redis.xpending_range(self.stream, GROUP, entry_id, entry_id, 1)
+        deliveries = int(info[0]["times_delivered"]) if info else self.max_deliveries
+        if deliveries < self.max_deliveries:
+            return
+        await self.redis.xadd(self.dead_stream, {"event": raw, "deliveries": deliveries})
+        await self._remove(entry_id)
+        log.error("webhooks.dead_lettered", entry_id=str(entry_id), deliveries=deliveries)
 
     async def run(self, consumer: str, apply: Apply) -> None:
         """Process until cancelled; Redis errors and failing events are logged and retried."""
@@ -91,9 +121,6 @@ class WebhookInbox:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("webhooks.redis_unavailable", error=type(exc).__name__)
-            except Exception:
-                # A bad event must not stop the loop; it stays pending and is claimed again.
-                log.exception("webhooks.apply_failed")
             await asyncio.sleep(1.0)
 
     async def pending(self) -> int:

@@ -147,8 +147,9 @@ async def test_queue_shows_depths_flight_failures_limiter_and_pause(
     done = fcd(["queue", "--json"], redis_url, namespace)
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
-    [queue] = body["queues"]
+    queue, bulk = body["queues"]  # the urgent queue, then the sweeps' bulk queue
     assert queue["name"] == ledger.queue_name
+    assert bulk["name"] == "fcd:queue:bulk"
     assert (queue["due"], queue["deferred"]) == (4, 1)  # no worker ran: first jobs still queued
     assert (body["in_flight"], body["retry_scheduled"], body["failed_last_hour"]) == (1, 1, 1)
     assert body["oldest_pending_age_seconds"] >= 0

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from devenv.processes import ProcessGroup, start_emulator, worker_env
+from devenv.processes import ProcessGroup, worker_env
 from ledger.models import RequestSource, RequestStatus
 from ledger.pause import get_pause
 from ledger.store import Ledger
@@ -21,25 +19,11 @@ from tests.producer.test_cli import fcd
 pytestmark = pytest.mark.process
 
 
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    processes = ProcessGroup(tmp_path / "logs")
-    yield processes
-    processes.stop_all()
-
-
-@pytest.fixture
-async def admin(group: ProcessGroup) -> AsyncIterator[EmulatorAdmin]:
-    url = start_emulator(group, accounts=10, extra=["--no-limits"])
-    async with aiohttp.ClientSession() as session:
-        yield EmulatorAdmin(url, session)
-
-
 def start_workers(
     group: ProcessGroup,
     ledger: Ledger,
     redis_url: str,
-    admin: EmulatorAdmin,
+    process_admin: EmulatorAdmin,
     tmp_path: Path,
     names: list[str],
     **overrides: str,
@@ -47,7 +31,7 @@ def start_workers(
     for name in names:
         env = worker_env(
             redis_url,
-            admin.base,
+            process_admin.base,
             key_prefix=ledger.prefix,
             queue_name=ledger.queue_name,
             audit_log_path=str(tmp_path / f"{name}.jsonl"),
@@ -78,17 +62,23 @@ async def wait_all(ledger: Ledger, ids: list[str], status: RequestStatus, second
 async def test_401_pauses_every_worker_once_and_fails_nothing(
     group: ProcessGroup,
     ledger: Ledger,
-    admin: EmulatorAdmin,
+    process_admin: EmulatorAdmin,
     redis_url: str,
     tmp_path: Path,
     namespace: str,
 ) -> None:
     """Two workers with a revoked key: one service.paused event in all, requests stay queued;
     after `fcd resume` and a fixed key, every request is disconnected."""
-    accounts = await admin.create_accounts(6)
+    accounts = await process_admin.create_accounts(6)
     ids = await submit_all(ledger, accounts)
     start_workers(
-        group, ledger, redis_url, admin, tmp_path, ["w0", "w1"], stripe_api_key="sk_test_revoked"
+        group,
+        ledger,
+        redis_url,
+        process_admin,
+        tmp_path,
+        ["w0", "w1"],
+        stripe_api_key="sk_test_revoked",
     )
     deadline = time.monotonic() + 20
     while await get_pause(ledger.redis, key=ledger.pause_key) is None:
@@ -108,7 +98,7 @@ async def test_401_pauses_every_worker_once_and_fails_nothing(
         ["resume", "--reason", "key rotated", "--operator", "carol"], redis_url, namespace
     )
     assert resumed.returncode == 0 and "paused by" in resumed.stdout, resumed.stderr
-    start_workers(group, ledger, redis_url, admin, tmp_path, ["w2"])
+    start_workers(group, ledger, redis_url, process_admin, tmp_path, ["w2"])
     await wait_all(ledger, ids, RequestStatus.DISCONNECTED, 20)
     assert all(r.attempts == 1 for r in [await ledger.get(i) for i in ids])
 
@@ -116,7 +106,7 @@ async def test_401_pauses_every_worker_once_and_fails_nothing(
 async def test_fcd_pause_stops_stripe_calls_until_resume(
     group: ProcessGroup,
     ledger: Ledger,
-    admin: EmulatorAdmin,
+    process_admin: EmulatorAdmin,
     redis_url: str,
     tmp_path: Path,
     namespace: str,
@@ -124,12 +114,12 @@ async def test_fcd_pause_stops_stripe_calls_until_resume(
     """While paused by hand no Stripe call is made and requests stay queued; resume drains them."""
     paused = fcd(["pause", "--reason", "incident 42", "--operator", "dave"], redis_url, namespace)
     assert paused.returncode == 0, paused.stderr
-    accounts = await admin.create_accounts(4)
+    accounts = await process_admin.create_accounts(4)
     ids = await submit_all(ledger, accounts)
-    start_workers(group, ledger, redis_url, admin, tmp_path, ["w0"])
+    start_workers(group, ledger, redis_url, process_admin, tmp_path, ["w0"])
     group.wait_for_line("w0", "worker.started")
     await asyncio.sleep(2.0)
-    assert [r for r in await admin.requests() if r["path"].startswith("/v1/")] == []
+    assert [r for r in await process_admin.requests() if r["path"].startswith("/v1/")] == []
     assert {(await ledger.get(i)).status for i in ids} == {RequestStatus.QUEUED}
     fcd(["resume", "--reason", "incident over"], redis_url, namespace)
     await wait_all(ledger, ids, RequestStatus.DISCONNECTED, 20)

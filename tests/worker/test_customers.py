@@ -16,6 +16,7 @@ from ledger.customers import CustomerLedger
 from ledger.event_ids import EventRegistry
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, deserialize
 from ledger.metrics import CounterBuffer
+from ledger.pause import get_pause, resume
 from ledger.store import Ledger
 from producer.intake import IntakeService, parse_body
 from stripe_emulator import DEFAULT_API_KEY, EmulatorConfig, RunningEmulator, run_emulator
@@ -163,21 +164,26 @@ async def test_transient_list_errors_retry_then_succeed(
     assert history[2]["http_status"] == 503
 
 
-async def test_permanent_list_errors_fail_the_parent(
+async def test_bad_key_while_listing_trips_the_breaker_and_keeps_the_parent(
     ledger: Ledger,
     customers: CustomerLedger,
     stripe_emulator: RunningEmulator,
     session: aiohttp.ClientSession,
 ) -> None:
-    """A 401 (bad key) fails the parent at once with the reason recorded; no children."""
+    """A 401 while listing pauses all work (as for disconnects) and hands the parent back to
+    queued with the attempt unspent; after resume with a good key the listing completes."""
     deps = make_deps(ledger, customers, stripe_emulator.url, session, "sk_test_wrong")
     parent_id = await submit_customer(deps, "cus_any")
-    assert await run_parent_job(deps, parent_id) == "failed"
+    assert await run_parent_job(deps, parent_id) == "queued"
     parent = await customers.get(parent_id)
-    assert parent.last_error and parent.last_error.startswith("listing accounts of cus_any")
+    assert parent.attempts == 0
     assert (await customers.history(parent_id))[-1]["http_status"] == 401
-    assert (await customers.summary(parent))["state"] == "failed"
-    assert await customers.children(parent_id) == {}
+    pause = await get_pause(ledger.redis, key=ledger.pause_key)
+    assert pause is not None and pause.source == "breaker"
+    assert await run_parent_job(deps, parent_id) == "paused"
+    await resume(ledger.redis, "oncall", "key fixed", key=ledger.pause_key)
+    good = make_deps(ledger, customers, stripe_emulator.url, session, DEFAULT_API_KEY)
+    assert await run_parent_job(good, parent_id) == "listed"
 
 
 async def test_a_stale_job_does_nothing(deps: CustomerDeps) -> None:

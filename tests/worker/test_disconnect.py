@@ -7,6 +7,7 @@ Each test runs twice: once with the emulator answering a second disconnect with 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,82 @@ async def test_cancelled_job_requeues_without_spending_attempt(
     assert after.attempts == 0
     assert after.job_id == f"{request.request_id}.2"
     assert await ledger.redis.zscore(ledger.queue_name, after.job_id) is not None
+
+
+async def test_never_posted_then_found_disconnected_is_already_disconnected(
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+) -> None:
+    """Attempt 1 fails in the precheck (Stripe outage), no POST is sent; the user disconnects at
+    the bank meanwhile: attempt 2 records already_disconnected, not a disconnect of ours."""
+    [account] = await admin.create_accounts(1)
+    deps = make_deps()
+    request = await submit(ledger, account)
+    await admin.configure(outage_for_seconds=30)
+    first = await run_current_job(deps, request.request_id)
+    assert first.status == RequestStatus.RETRY_SCHEDULED and first.last_posted_at is None
+    await admin.configure(outage_for_seconds=0)
+    await admin._json("POST", f"/_emulator/accounts/{account}/user-disconnect")
+    await asyncio.sleep(0.06)
+    second = await run_current_job(deps, request.request_id)
+    assert second.status == RequestStatus.ALREADY_DISCONNECTED
+
+
+async def test_posted_then_found_disconnected_counts_as_ours(
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+) -> None:
+    """A POST whose outcome is unknown (503 after executing) and a retry that finds the account
+    disconnected: recorded as disconnected by this service."""
+    [account] = await admin.create_accounts(1)
+    await admin.script(account, {"status": 503, "execute": True})
+    deps = make_deps()
+    request = await submit(ledger, account)
+    first = await run_current_job(deps, request.request_id)
+    assert first.status == RequestStatus.RETRY_SCHEDULED and first.last_posted_at is not None
+    await asyncio.sleep(0.06)
+    second = await run_current_job(deps, request.request_id)
+    assert second.status == RequestStatus.DISCONNECTED
+    assert (
+        "earlier disconnect call of ours"
+        in (await ledger.history(request.request_id))[-1]["message"]
+    )
+
+
+class _BrokenGate:
+    """A gate whose Redis script fails (as on a Redis OOM): cannot be provoked safely on the
+    shared test Redis, so this stands in for it."""
+
+    def slot(self, endpoint: str, **_: Any) -> Any:
+        raise RuntimeError("OOM command not allowed when used memory > 'maxmemory'")
+
+    async def report_rate_limited(self, endpoint: str, reason: str | None = None) -> float:
+        return 1.0
+
+
+async def test_internal_error_mid_attempt_is_recorded_and_spends_budget(
+    make_deps: MakeDeps, ledger: Ledger
+) -> None:
+    """An unexpected error inside the attempt never leaves the request in_progress: it is
+    retry_scheduled with the reason, and the attempt budget still ends it as failed."""
+    deps = replace(make_deps(max_attempts=2), gate=_BrokenGate())
+    request = await submit(ledger, "fca_broken")
+    first = await run_current_job(deps, request.request_id)
+    assert first.status == RequestStatus.RETRY_SCHEDULED
+    assert "internal error" in (first.last_error or "") and "OOM" in (first.last_error or "")
+    await asyncio.sleep(0.06)
+    second = await run_current_job(deps, request.request_id)
+    assert second.status == RequestStatus.FAILED
+
+
+async def test_attempts_lost_without_outcome_still_exhaust_the_budget(
+    make_deps: MakeDeps, ledger: Ledger
+) -> None:
+    """Attempts whose workers died (reconciled back to queued) count: once they exceed the
+    budget the next job fails the request, saying why, instead of trying forever."""
+    request = await submit(ledger, "fca_lost")
+    for _ in range(3):
+        request = await ledger.transition(request, RequestStatus.IN_PROGRESS, attempts_delta=1)
+        request = await ledger.transition(request, RequestStatus.QUEUED, enqueue_in=0.0)
+    done = await run_current_job(make_deps(max_attempts=3), request.request_id)
+    assert done.status == RequestStatus.FAILED
+    last = (await ledger.history(request.request_id))[-1]
+    assert "earlier attempts ended without a recorded outcome" in last["message"]

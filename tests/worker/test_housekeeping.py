@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from devenv.processes import ProcessGroup, start_emulator, worker_env
+from devenv.processes import ProcessGroup, worker_env
 from ledger.jobs import ARQ_JOB_KEY_PREFIX
 from ledger.models import RequestSource, RequestStatus
 from ledger.overview import queue_overview
@@ -68,33 +64,19 @@ async def test_limiter_snapshot_is_published_for_producers(ledger: Ledger, redis
     assert overview.limiter["grants"] == 1 and overview.limiter["age_seconds"] < 5
 
 
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    processes = ProcessGroup(tmp_path / "logs")
-    yield processes
-    processes.stop_all()
-
-
-@pytest.fixture
-async def admin(group: ProcessGroup) -> AsyncIterator[EmulatorAdmin]:
-    url = start_emulator(group, accounts=5, extra=["--no-limits"])
-    async with aiohttp.ClientSession() as session:
-        yield EmulatorAdmin(url, session)
-
-
 @pytest.mark.process
 async def test_worker_cron_brings_back_request_whose_job_was_lost(
-    group: ProcessGroup, ledger: Ledger, redis: Redis, admin: EmulatorAdmin, redis_url: str
+    group: ProcessGroup, ledger: Ledger, redis: Redis, process_admin: EmulatorAdmin, redis_url: str
 ) -> None:
     """A request whose arq job was deleted by hand is found by a running worker's reconciler
     cron, re-enqueued with an audit record, and disconnected, with no operator involved."""
-    [account] = await admin.create_accounts(1)
+    [account] = await process_admin.create_accounts(1)
     submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
     request = await ledger.get(submitted.request_id)
     await redis.delete(ARQ_JOB_KEY_PREFIX + str(request.job_id))
     env = worker_env(
         redis_url,
-        admin.base,
+        process_admin.base,
         key_prefix=ledger.prefix,
         queue_name=ledger.queue_name,
         reconcile_interval_seconds="1",

@@ -6,37 +6,17 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from devenv.processes import ProcessGroup, start_emulator, worker_env
+from devenv.processes import ProcessGroup, worker_env
 from ledger.audit import STATUS_CHANGED
 from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    processes = ProcessGroup(tmp_path / "logs")
-    yield processes
-    processes.stop_all()
-
-
-@pytest.fixture
-def emulator_url(group: ProcessGroup) -> str:
-    return start_emulator(group, accounts=50, extra=["--no-limits"])
-
-
-@pytest.fixture
-async def admin(emulator_url: str) -> AsyncIterator[EmulatorAdmin]:
-    async with aiohttp.ClientSession() as session:
-        yield EmulatorAdmin(emulator_url, session)
 
 
 def env_for(ledger: Ledger, redis_url: str, emulator_url: str, audit: Path) -> dict[str, str]:
@@ -59,18 +39,22 @@ async def wait_for_exit(group: ProcessGroup, names: list[str], seconds: float) -
 
 
 async def test_two_burst_workers_finish_every_request(
-    group: ProcessGroup, ledger: Ledger, admin: EmulatorAdmin, redis_url: str, tmp_path: Path
+    group: ProcessGroup,
+    ledger: Ledger,
+    process_admin: EmulatorAdmin,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     """Two worker processes drain 40 requests to the right terminal statuses, fully audited."""
-    active = await admin.create_accounts(30)
-    gone = await admin.create_accounts(5, status="disconnected")
+    active = await process_admin.create_accounts(30)
+    gone = await process_admin.create_accounts(5, status="disconnected")
     unknown = [f"fca_missing{i}" for i in range(5)]
     ids = {}
     for account in active + gone + unknown:
         submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
         ids[account] = submitted.request_id
     for n in range(2):
-        env = env_for(ledger, redis_url, admin.base, tmp_path / f"worker{n}.jsonl")
+        env = env_for(ledger, redis_url, process_admin.base, tmp_path / f"worker{n}.jsonl")
         group.start(f"worker{n}", ["-m", "worker", "--burst"], env)
     await wait_for_exit(group, ["worker0", "worker1"], seconds=60)
     expected = {a: RequestStatus.DISCONNECTED for a in active}
@@ -81,7 +65,7 @@ async def test_two_burst_workers_finish_every_request(
         assert (await ledger.get(request_id)).status == expected[account], account
         transitions += len(await ledger.history(request_id))
     for account in active:
-        assert (await admin.account(account))["status"] == "disconnected"
+        assert (await process_admin.account(account))["status"] == "disconnected"
     lines = [
         json.loads(line)
         for path in tmp_path.glob("worker*.jsonl")
@@ -93,14 +77,18 @@ async def test_two_burst_workers_finish_every_request(
 
 
 async def test_sigterm_mid_call_requeues_and_next_worker_finishes(
-    group: ProcessGroup, ledger: Ledger, admin: EmulatorAdmin, redis_url: str, tmp_path: Path
+    group: ProcessGroup,
+    ledger: Ledger,
+    process_admin: EmulatorAdmin,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     """SIGTERM while a call hangs: the request goes back to queued (attempt not spent); a new
     worker process picks it up and disconnects the account."""
-    [account] = await admin.create_accounts(1)
-    await admin.script(account, {"hang_seconds": 2.0})
+    [account] = await process_admin.create_accounts(1)
+    await process_admin.script(account, {"hang_seconds": 2.0})
     submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
-    env = env_for(ledger, redis_url, admin.base, tmp_path / "audit.jsonl")
+    env = env_for(ledger, redis_url, process_admin.base, tmp_path / "audit.jsonl")
     group.start("first", ["-m", "worker"], env)
     deadline = time.monotonic() + 20
     while (await ledger.get(submitted.request_id)).status != RequestStatus.IN_PROGRESS:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ledger.event_ids import EventRegistry, body_hash
-from ledger.models import RequestStatus
+from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
 from producer.intake import parse_body
 from tests.producer.http.conftest import BILLING, CRM, account_body
@@ -96,6 +96,26 @@ async def test_a_pending_claim_is_completed_by_the_retry(
     resp = await intake.post("/v1/disconnect-requests", json=account_body(), headers=BILLING)
     assert resp.status == 202 and "Idempotent-Replayed" not in resp.headers
     assert await _queued(ledger) == 1
+
+
+async def test_crash_after_submit_then_request_finished_is_not_submitted_twice(
+    intake: Client, ledger: Ledger, namespace: str
+) -> None:
+    """A process died after submitting but before answering, and the request has since ended:
+    the caller's retry is answered with that request, no second request is created."""
+    events = EventRegistry(ledger.redis, f"{namespace}fcd:")
+    body = parse_body(account_body())
+    assert body.account_id is not None
+    await events.claim("billing", body.event_id, body_hash(body.normalised()))
+    first = await ledger.submit(
+        body.account_id, source=RequestSource.DELETION_EVENT, reference=f"billing:{body.event_id}"
+    )
+    request = await ledger.get(first.request_id)
+    await ledger.transition(request, RequestStatus.CANCELLED)
+    resp = await intake.post("/v1/disconnect-requests", json=account_body(), headers=BILLING)
+    assert resp.status == 202
+    assert (await resp.json())["request_ids"] == [first.request_id]
+    assert await ledger.requests_for_account(body.account_id) == [first.request_id]
 
 
 @pytest.mark.parametrize(

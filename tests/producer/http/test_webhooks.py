@@ -225,3 +225,36 @@ async def test_an_event_accepted_but_not_applied_survives_the_process(ledger: Le
         "account.externally_disconnected"
     ]
     assert await inbox.pending() == 0
+
+
+async def test_a_failing_event_never_blocks_the_others_and_is_dead_lettered(
+    ledger: Ledger,
+) -> None:
+    """An event whose application keeps failing is skipped (the events after it are applied)
+    and, after max_deliveries failures, parked in the dead-letter stream."""
+    inbox = WebhookInbox(ledger.redis, ledger.prefix, claim_idle_ms=0, max_deliveries=2)
+    await inbox.ensure_group()
+    await inbox.accept("evt_poison", json.loads(event("evt_poison", "fca_poison")))
+    await inbox.accept("evt_fine", json.loads(event("evt_fine", "fca_fine")))
+
+    async def apply(evt: dict[str, Any]) -> str:
+        if evt["id"] == "evt_poison":
+            raise ValueError("cannot apply this one")
+        return await apply_event(ledger, evt)
+
+    assert await inbox.process_once("c1", apply, block_ms=10) == 1
+    assert [h["event"] for h in await ledger.account_history("fca_fine")] == [
+        "account.externally_disconnected"
+    ]
+    assert await inbox.pending() == 1
+    assert await inbox.process_once("c1", apply, block_ms=10) == 0  # second failed delivery
+    assert await inbox.pending() == 0
+    [(_, fields)] = await ledger.redis.xrange(inbox.dead_stream)
+    assert json.loads(fields[b"event"])["id"] == "evt_poison"
+
+
+async def test_event_with_request_as_a_bare_string_is_applied(ledger: Ledger) -> None:
+    """Old API versions send ``request`` as an id string: treated as 'not ours', never a crash."""
+    body = json.loads(event("evt_old", "fca_old"))
+    body["request"] = "req_123"
+    assert await apply_event(ledger, body) == "external"

@@ -1,0 +1,201 @@
+"""Which accounts a policy selects, and the summary a sweep shows before it submits anything.
+
+Accounts are Stripe's JSON objects (or file rows shaped like them) and are read defensively:
+statuses and other enum values are plain strings, never validated against a fixed list, so a value
+Stripe adds tomorrow neither crashes a sweep nor matches a rule that does not name it. A criterion
+whose field is absent (a file row without ``created``, say) does not match, and the row is
+counted as ``incomplete``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.models import ACCOUNT_ID_RE
+from ledger.retention.policy import RetentionPolicy, Rule
+
+DAY = 86_400
+REFRESH_FIELDS = ("balance_refresh", "ownership_refresh", "transaction_refresh")
+SAMPLE_SIZE = 10
+
+
+class _Missing(Exception):
+    """A criterion needs a field this account does not carry."""
+
+
+def last_successful_refresh(account: Mapping[str, Any]) -> int | None:
+    """Latest ``last_attempted_at`` among refresh objects whose status is ``succeeded``."""
+    times = []
+    for name in REFRESH_FIELDS:
+        refresh = account.get(name)
+        if isinstance(refresh, Mapping) and refresh.get("status") == "succeeded":
+            attempted = refresh.get("last_attempted_at")
+            if isinstance(attempted, int | float):
+                times.append(int(attempted))
+    return max(times) if times else None
+
+
+def holder_id(account: Mapping[str, Any]) -> str | None:
+    """The account holder's ``cus_…`` or ``acct_…`` id, whatever the holder ``type`` says."""
+    holder = account.get("account_holder")
+    if not isinstance(holder, Mapping):
+        return None
+    value = holder.get("customer") or holder.get("account")
+    return value if isinstance(value, str) else None
+
+
+def _created(account: Mapping[str, Any]) -> int:
+    created = account.get("created")
+    if not isinstance(created, int | float):
+        raise _Missing("created")
+    return int(created)
+
+
+def _status_ok(rule: Rule, account: Mapping[str, Any], now: float) -> bool:
+    if rule.status is None:
+        return True
+    status = account.get("status")
+    if not isinstance(status, str):
+        raise _Missing("status")
+    return status in rule.status
+
+
+def _age_ok(rule: Rule, account: Mapping[str, Any], now: float) -> bool:
+    days = rule.created_older_than_days
+    return days is None or _created(account) <= now - days * DAY
+
+
+def _refresh_ok(rule: Rule, account: Mapping[str, Any], now: float) -> bool:
+    days = rule.no_successful_refresh_days
+    if days is None:
+        return True
+    cutoff = now - days * DAY
+    if _created(account) > cutoff:
+        return False
+    if not any(name in account for name in REFRESH_FIELDS):
+        raise _Missing("refresh objects")
+    last = last_successful_refresh(account)
+    return last is None or last < cutoff
+
+
+def _holder_ok(rule: Rule, account: Mapping[str, Any], now: float) -> bool:
+    if rule.customers is None:
+        return True
+    if "account_holder" not in account:
+        raise _Missing("account_holder")
+    return holder_id(account) in rule.customers
+
+
+_CRITERIA = (_status_ok, _age_ok, _refresh_ok, _holder_ok)
+
+
+def rule_matches(rule: Rule, account: Mapping[str, Any], now: float) -> bool:
+    """Whether every criterion of ``rule`` holds; raises :class:`_Missing` for absent fields."""
+    return all(check(rule, account, now) for check in _CRITERIA)
+
+
+@dataclass
+class Selection:
+    """What a sweep found: counts, the selected accounts (id, reason), breakdowns and a sample."""
+
+    scanned: int = 0
+    selected: list[tuple[str, str]] = field(default_factory=list)  # (account id, reason)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    by_institution: Counter[str] = field(default_factory=Counter)
+    already_disconnected: int = 0
+    invalid_id: int = 0
+    incomplete: int = 0
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        return len(self.selected) / self.scanned if self.scanned else 0.0
+
+    def add(self, policy: RetentionPolicy, account: Mapping[str, Any], now: float) -> None:
+        """Examine one account."""
+        self.scanned += 1
+        account_id = account.get("id")
+        if not isinstance(account_id, str) or not ACCOUNT_ID_RE.match(account_id):
+            self.invalid_id += 1
+            return
+        if account.get("status") == "disconnected":
+            self.already_disconnected += 1
+            return
+        rule = self._first_match(policy, account, now)
+        if rule is None:
+            return
+        institution = account.get("institution_name")
+        institution = institution if isinstance(institution, str) else "(unknown)"
+        self.selected.append((account_id, rule.reason))
+        self.by_reason[rule.reason] += 1
+        self.by_institution[institution] += 1
+        if len(self.sample) < SAMPLE_SIZE:
+            self.sample.append(_sample_row(account_id, institution, rule.reason, account))
+
+    def add_all(
+        self, policy: RetentionPolicy, accounts: Iterable[Mapping[str, Any]], now: float
+    ) -> None:
+        for account in accounts:
+            self.add(policy, account, now)
+
+    def _first_match(
+        self, policy: RetentionPolicy, account: Mapping[str, Any], now: float
+    ) -> Rule | None:
+        incomplete = False
+        for rule in policy.rules:
+            try:
+                if rule_matches(rule, account, now):
+                    return rule
+            except _Missing:
+                incomplete = True
+        if incomplete:
+            self.incomplete += 1
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able counts and breakdowns (what a sweep run records and ``fcd sweep`` shows)."""
+        return {
+            "scanned": self.scanned,
+            "selected": len(self.selected),
+            "fraction": round(self.fraction, 6),
+            "by_reason": dict(self.by_reason.most_common()),
+            "by_institution": dict(self.by_institution.most_common()),
+            "already_disconnected": self.already_disconnected,
+            "invalid_id": self.invalid_id,
+            "incomplete": self.incomplete,
+            "sample": self.sample,
+        }
+
+
+def _sample_row(
+    account_id: str, institution: str, reason: str, account: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "institution": institution,
+        "status": account.get("status"),
+        "created": account.get("created"),
+        "last_successful_refresh": last_successful_refresh(account),
+        "reason": reason,
+    }
+
+
+def blast_radius_refusal(policy: RetentionPolicy, selection: Selection) -> str | None:
+    """Why the guard refuses this selection, or ``None`` if it is within the policy's limits."""
+    selected = len(selection.selected)
+    problems = []
+    if selected > policy.max_disconnects:
+        problems.append(
+            f"{selected} accounts selected, max_disconnects is {policy.max_disconnects}"
+        )
+    if selection.fraction > policy.max_fraction:
+        problems.append(
+            f"{selection.fraction:.1%} of {selection.scanned} accounts examined selected, "
+            f"max_fraction is {policy.max_fraction:.1%}"
+        )
+    if not problems:
+        return None
+    return f"policy {policy.name!r} refused: " + "; ".join(problems) + " (--force to override)"

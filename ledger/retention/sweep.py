@@ -1,0 +1,132 @@
+"""The sweep itself, shared by ``fcd sweep`` and the bulk workers' schedule: list, select, guard,
+then (only with ``apply``) submit.
+
+:func:`run_sweep` reads every account first and decides on the whole selection before anything is
+submitted, so the blast-radius guard sees the real count and fraction: a sweep over the guard
+records ``refused`` with the reason and submits nothing unless forced. A dry run stops after the
+selection (it writes only its own run record) and says whether an apply would be refused. Submission goes through :func:`ledger.bulk.
+submit_many`: pipelined, routed to the bulk queue (``source = retention_policy``), paused while
+that queue is deeper than ``max_queue_depth``. Progress counters are written to the run record as
+the sweep goes, which is what ``fcd sweep`` and ``fcd sweeps`` display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from ledger.bulk import BulkItem, BulkResult, submit_many
+from ledger.retention.policy import RetentionPolicy
+from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus
+from ledger.retention.select import Selection, blast_radius_refusal
+from ledger.retention.sources import Account
+from ledger.store import Ledger
+
+
+class SweepBusy(RuntimeError):
+    """Another sweep of the same policy holds its lock."""
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to run: ``apply`` submits (else a dry run); ``force`` overrides the guard."""
+
+    apply: bool = False
+    force: bool = False
+    max_queue_depth: int | None = None
+    chunk_size: int = 1000
+
+
+@asynccontextmanager
+async def policy_lock(runs: SweepRuns, policy: str, ttl_seconds: float) -> AsyncIterator[None]:
+    """One sweep of a policy at a time, across every process; raise :class:`SweepBusy`."""
+    token = await runs.lock(policy, ttl_seconds)
+    if token is None:
+        raise SweepBusy(f"a sweep of policy {policy!r} is already running")
+    try:
+        yield
+    finally:
+        await asyncio.shield(runs.unlock(policy, token))
+
+
+async def run_sweep(
+    ledger: Ledger,
+    runs: SweepRuns,
+    run: SweepRun,
+    policy: RetentionPolicy,
+    pages: AsyncIterator[list[Account]],
+    options: SweepOptions,
+    *,
+    now: float | None = None,
+) -> SweepRun:
+    """Run ``run`` to a terminal status and return it; an error is recorded, then re-raised."""
+    try:
+        return await _run(ledger, runs, run, policy, pages, options, now or time.time())
+    except (Exception, asyncio.CancelledError) as exc:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        await asyncio.shield(runs.finish(run, SweepStatus.FAILED, message))
+        raise
+
+
+async def _run(
+    ledger: Ledger,
+    runs: SweepRuns,
+    run: SweepRun,
+    policy: RetentionPolicy,
+    pages: AsyncIterator[list[Account]],
+    options: SweepOptions,
+    now: float,
+) -> SweepRun:
+    await runs.update(run.run_id, status=SweepStatus.LISTING)
+    selection = Selection()
+    async for page in pages:
+        selection.add_all(policy, page, now)
+        await runs.update(run.run_id, scanned=selection.scanned, selected=len(selection.selected))
+    refusal = blast_radius_refusal(policy, selection)
+    await runs.selected(run, selection.summary(), refusal)
+    count = len(selection.selected)
+    if options.apply and refusal and not options.force:
+        return await runs.finish(run, SweepStatus.REFUSED, refusal)
+    if not options.apply:
+        verdict = f"; an apply would be {refusal}" if refusal else ""
+        message = f"dry run: {count} of {selection.scanned} accounts would be submitted{verdict}"
+        return await runs.finish(run, SweepStatus.FINISHED, message)
+    await runs.update(run.run_id, status=SweepStatus.SUBMITTING)
+    result = await _submit(ledger, runs, run, policy, selection, options)
+    forced = " (guard overridden with --force)" if refusal else ""
+    message = (
+        f"{result.submitted} submitted, {result.merged} merged into existing requests, "
+        f"of {selection.scanned} accounts examined{forced}"
+    )
+    return await runs.finish(run, SweepStatus.FINISHED, message)
+
+
+async def _submit(
+    ledger: Ledger,
+    runs: SweepRuns,
+    run: SweepRun,
+    policy: RetentionPolicy,
+    selection: Selection,
+    options: SweepOptions,
+) -> BulkResult:
+    reference = f"{policy.name}/{run.run_id}"
+    items = (BulkItem(account_id, reason, reference) for account_id, reason in selection.selected)
+
+    async def progress(result: BulkResult) -> None:
+        await runs.update(
+            run.run_id,
+            submitted=result.submitted,
+            merged=result.merged,
+            waited_seconds=round(result.waited_seconds, 3),
+        )
+
+    return await submit_many(
+        ledger,
+        items,
+        chunk_size=options.chunk_size,
+        max_queue_depth=options.max_queue_depth,
+        on_chunk=progress,
+    )

@@ -1,0 +1,145 @@
+"""How ``fcd sweep`` and ``fcd sweeps`` show a sweep: a live progress bar, then a plain summary.
+
+The progress bar follows the run record in Redis (whoever runs the sweep, this process or a bulk
+worker, writes its counters there): listing shows accounts examined and the rate (the total is
+unknown until Stripe says ``has_more: false``); submitting shows done of selected, the rate and
+the time remaining. Rich draws it on stderr, so stdout carries only the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ledger.retention.runs import TERMINAL_SWEEP, SweepRun, SweepRuns, SweepStatus
+
+POLL_SECONDS = 0.2
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, as rich estimates it over its recent samples."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+async def follow(
+    runs: SweepRuns, run_id: str, local: asyncio.Task[Any] | None, console: Console
+) -> SweepRun:
+    """Show the run's progress until it is terminal (or the local task running it has ended)."""
+    with _progress(console) as progress:
+        listing = progress.add_task("listing", total=None)
+        submitting: TaskID | None = None
+        while True:
+            run = await runs.get(run_id)
+            progress.update(listing, completed=run.scanned, description=_listing_label(run))
+            if run.status == SweepStatus.SUBMITTING or run.submitted + run.merged:
+                if submitting is None:
+                    progress.update(listing, total=run.scanned)
+                    submitting = progress.add_task("submitting", total=run.selected)
+                progress.update(submitting, completed=run.submitted + run.merged)
+            if run.status in TERMINAL_SWEEP or (local is not None and local.done()):
+                return await runs.get(run_id)
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _listing_label(run: SweepRun) -> str:
+    if run.status == SweepStatus.REQUESTED:
+        return "waiting for a bulk worker (python -m worker --queue bulk)"
+    return f"listing ({run.selected:,} selected)"
+
+
+def summary_lines(run: SweepRun, sample_size: int) -> list[str]:
+    """The end-of-sweep summary: counts, the guard's verdict, breakdowns, a sample."""
+    mode = "apply" if run.apply else "dry run"
+    lines = [f"sweep {run.run_id}  policy {run.policy}  {mode}  {run.status.value}"]
+    summary = run.summary or {}
+    if summary:
+        lines.append(
+            f"  examined {summary['scanned']:,}  selected {summary['selected']:,} "
+            f"({summary['fraction']:.1%})  already disconnected {summary['already_disconnected']:,}"
+            f"  incomplete rows {summary['incomplete']:,}  invalid ids {summary['invalid_id']:,}"
+        )
+        lines += _breakdown("by reason", summary["by_reason"])
+        lines += _breakdown("by institution", summary["by_institution"])
+        lines += _sample(summary["sample"][:sample_size])
+    if run.apply and run.status == SweepStatus.FINISHED:
+        lines.append(f"  submitted {run.submitted:,}  merged into existing {run.merged:,}")
+    lines.append(f"  {run.message}")
+    if not run.apply and run.status == SweepStatus.FINISHED:
+        lines.append("  nothing was submitted; run again with --apply to submit")
+    return lines
+
+
+def _breakdown(title: str, counts: dict[str, int]) -> list[str]:
+    if not counts:
+        return []
+    return [f"  {title}:"] + [f"    {n:>9,}  {label}" for label, n in counts.items()]
+
+
+def _sample(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["  sample:"]
+    for row in rows:
+        lines.append(
+            f"    {row['account_id']:<28} {row['institution']:<26} {row['status'] or '-':<9} "
+            f"created {_day(row['created'])}  last ok refresh "
+            f"{_day(row['last_successful_refresh'])}  {row['reason']}"
+        )
+    return lines
+
+
+def _day(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d")
+
+
+def runs_table(runs: list[SweepRun]) -> list[str]:
+    """``fcd sweeps``: one line per run, newest first."""
+    header = (
+        f"{'run':<29} {'policy':<18} {'trigger':<8} {'mode':<7} {'status':<10} "
+        f"{'started (UTC)':<19} {'examined':>9} {'selected':>9} {'submitted':>9} {'merged':>7}"
+    )
+    lines = [header]
+    for run in runs:
+        started = dt.datetime.fromtimestamp(run.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(
+            f"{run.run_id:<29} {run.policy:<18} {run.trigger:<8} "
+            f"{'apply' if run.apply else 'dry':<7} {run.status.value:<10} {started:<19} "
+            f"{run.scanned:>9,} {run.selected:>9,} {run.submitted:>9,} {run.merged:>7,}"
+        )
+        if run.message:
+            lines.append(f"    {run.message}")
+    return lines

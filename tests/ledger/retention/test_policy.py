@@ -1,0 +1,60 @@
+"""Policy files (TOML) and cron schedules: what loads, what is refused and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.retention.policy import PolicyError, get_policy, load_policies
+from ledger.retention.schedule import InvalidSchedule, parse_cron
+
+EXAMPLE = Path(__file__).parents[3] / "deploy" / "retention_policies.example.toml"
+
+
+def test_the_example_file_loads_with_customers_read_from_their_file() -> None:
+    """The shipped example parses; a customers_file's ids end up in the rule."""
+    policies = load_policies(EXAMPLE)
+    assert set(policies) == {"stale-links", "closed-customers", "legal-hold-release"}
+    closed = policies["closed-customers"].rules[0]
+    assert closed.customers == frozenset({"cus_EXAMPLE1", "cus_EXAMPLE2"})
+    assert policies["legal-hold-release"].file == EXAMPLE.parent / "legal_release.jsonl"
+
+
+def test_a_rule_without_criteria_must_say_select_all(tmp_path: Path) -> None:
+    """Selecting everything by accident is refused at load time, naming the policy."""
+    path = tmp_path / "p.toml"
+    path.write_text(
+        "[policies.oops]\nmax_disconnects = 1\nmax_fraction = 0.1\n"
+        '[[policies.oops.rules]]\nreason = "all"\n'
+    )
+    with pytest.raises(PolicyError, match=r"(?s)oops.*select_all"):
+        load_policies(path)
+
+
+def test_unknown_policy_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
+    """Asking for a policy that is not there names the ones that are."""
+    with pytest.raises(PolicyError, match="have: closed-customers"):
+        get_policy(EXAMPLE, "nope")
+    with pytest.raises(PolicyError, match="FCD_RETENTION_POLICIES"):
+        get_policy(None, "x")
+    with pytest.raises(PolicyError):
+        load_policies(tmp_path / "absent.toml")
+
+
+def test_cron_fields_map_to_arq() -> None:
+    """Five fields get second 0; six put seconds first; crontab Sunday (0/7) is arq's 6."""
+    daily = parse_cron("30 3 * * *")
+    assert daily.as_kwargs() == {"second": {0}, "minute": {30}, "hour": {3}}
+    fast = parse_cron("*/20 * * * * *")
+    assert fast.second == frozenset({0, 20, 40}) and fast.minute is None
+    weekly = parse_cron("0 4 * * 0,1,7")
+    assert weekly.weekday == frozenset({6, 0})
+    assert parse_cron("0 0 1-10/3 * *").day == frozenset({1, 4, 7, 10})
+
+
+@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "0 0 1 * 1", "*/0 * * * *", "a * * * *"])
+def test_bad_cron_expressions_are_refused(bad: str) -> None:
+    """Malformed, out-of-range, or both-day-fields schedules raise InvalidSchedule."""
+    with pytest.raises(InvalidSchedule):
+        parse_cron(bad)

@@ -1,0 +1,230 @@
+"""One disconnect attempt against Stripe, and what its answer means (no ledger writes here).
+
+:func:`locked_attempt` holds the account's lock (Stripe answers ``lock_timeout`` to parallel calls
+on one object), optionally retrieves the account first, posts the disconnect with the request's
+``Idempotency-Key`` and turns the answer into an :class:`Outcome` using the table in
+:mod:`worker.outcomes`. Every Stripe call goes through :func:`call_stripe`: it waits at the shared
+rate limiter and reports a limiter 429 so every worker slows down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ledger.audit import TransitionDetails
+from ledger.models import DisconnectRequest, RequestStatus
+from ledger.pause import pause
+from ledger.store import Ledger
+from worker.gate import CallGate, Priority
+from worker.outcomes import Action, decide, is_auth_failure
+from worker.ratelimit import AccountBusy, AccountLock, LimiterPaused
+from worker.retry import RetryPolicy
+from worker.stripe_client import (
+    StripeAPIError,
+    StripeClient,
+    StripeError,
+    StripeMeta,
+    StripeResult,
+)
+
+
+@dataclass(frozen=True)
+class DisconnectDeps:
+    """Everything a disconnect job needs, built once per worker process."""
+
+    ledger: Ledger
+    stripe: StripeClient
+    gate: CallGate
+    policy: RetryPolicy
+    precheck_account: bool = True
+    idempotency_refresh_seconds: float = 23 * 3600
+    priority: Priority = "urgent"
+    lock_seconds: float = 120.0
+    paused_recheck_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one attempt leaves the request: a terminal status, ``RETRY_SCHEDULED``, or
+    ``QUEUED`` (the circuit breaker tripped)."""
+
+    status: RequestStatus
+    details: TransitionDetails = field(default_factory=TransitionDetails)
+    fresh_idempotency_key: bool = False
+    #: The attempt does not count against the budget (limiter 429, account busy, breaker).
+    attempt_free: bool = False
+    trip_breaker: bool = False
+    #: A disconnect POST was sent during this attempt (so a later "found disconnected" is ours).
+    posted: bool = False
+
+
+async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
+    """The attempt under the account's lock: Stripe answers ``lock_timeout`` to parallel calls."""
+    try:
+        async with AccountLock(
+            deps.ledger.redis,
+            request.account_id,
+            ttl_seconds=deps.lock_seconds,
+            key_prefix=f"{deps.ledger.prefix}lock:account:",
+        ):
+            return await attempt_disconnect(deps, request)
+    except AccountBusy:
+        note = "another call holds this account's lock; trying again shortly"
+        return Outcome(
+            RequestStatus.RETRY_SCHEDULED, TransitionDetails(message=note), attempt_free=True
+        )
+    except LimiterPaused:
+        note = "service paused; request handed back to the queue, attempt not spent"
+        return Outcome(RequestStatus.QUEUED, TransitionDetails(message=note), attempt_free=True)
+
+
+async def call_stripe(
+    deps: DisconnectDeps, endpoint: str, call: Callable[[], Awaitable[StripeResult]]
+) -> StripeResult:
+    """One Stripe call at the shared limiter; a limiter 429 slows every worker down.
+
+    Raises :class:`LimiterPaused` (never waits) while the service is paused, so the caller can
+    hand its work back instead of holding it.
+    """
+    try:
+        async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
+            return await call()
+    except StripeAPIError as exc:
+        if exc.is_rate_limit:
+            # Best effort: failing to slow the fleet must not hide Stripe's answer.
+            with contextlib.suppress(RedisError, OSError):
+                await deps.gate.report_rate_limited(endpoint, exc.meta.rate_limited_reason)
+        raise
+
+
+async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
+    """One attempt: optionally retrieve first, then POST the disconnect, then classify."""
+    age = time.time() - (request.first_attempt_at or time.time())
+    refresh_key = age >= deps.idempotency_refresh_seconds
+    if deps.precheck_account or refresh_key:
+        early = await _precheck(deps, request)
+        if early is not None:
+            return early
+    key_request = request
+    if refresh_key:
+        generation = request.idempotency_generation + 1
+        key_request = request.model_copy(update={"idempotency_generation": generation})
+    try:
+        result = await call_stripe(
+            deps,
+            "disconnect",
+            lambda: deps.stripe.disconnect_account(
+                request.account_id,
+                idempotency_key=key_request.idempotency_key,
+                stripe_account=request.stripe_account,
+            ),
+        )
+    except StripeError as exc:
+        return replace(await _after_error(deps, request, exc), posted=True)
+    return Outcome(
+        RequestStatus.DISCONNECTED,
+        _details(result.meta, "disconnected by this service"),
+        fresh_idempotency_key=refresh_key,
+        posted=True,
+    )
+
+
+async def _precheck(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome | None:
+    """Retrieve the account; an outcome if that already settles the request, else ``None``."""
+    try:
+        account, meta = await _retrieve(deps, request)
+    except StripeError as exc:
+        return _from_error(exc)
+    if account.get("status") != "disconnected":
+        return None
+    if request.last_posted_at is not None:
+        note = "found disconnected after an earlier disconnect call of ours"
+        return Outcome(RequestStatus.DISCONNECTED, _details(meta, note))
+    return Outcome(RequestStatus.ALREADY_DISCONNECTED, _details(meta, "was already disconnected"))
+
+
+async def _after_error(
+    deps: DisconnectDeps, request: DisconnectRequest, error: StripeError
+) -> Outcome:
+    decision = decide(error)
+    if decision.action != Action.CHECK_ACCOUNT:
+        return _from_error(error)
+    try:
+        account, meta = await _retrieve(deps, request)
+    except StripeError as exc:
+        return _from_error(exc, fresh_key=decision.fresh_idempotency_key)
+    if account.get("status") == "disconnected":
+        status = (
+            RequestStatus.DISCONNECTED
+            if decision.fresh_idempotency_key
+            else RequestStatus.ALREADY_DISCONNECTED
+        )
+        note = f"account is disconnected (checked after HTTP {error.http_status}: {error.message})"
+        return Outcome(status, _details(meta, note, error))
+    if decision.otherwise == Action.RETRY:
+        return Outcome(
+            RequestStatus.RETRY_SCHEDULED, _details(error.meta, error.message, error), True
+        )
+    return Outcome(RequestStatus.FAILED, _details(error.meta, error.message, error))
+
+
+def _from_error(error: StripeError, *, fresh_key: bool = False) -> Outcome:
+    """Outcome of an error that needs no further look at the account."""
+    decision = decide(error)
+    details = _details(error.meta, error.message, error)
+    if is_auth_failure(error):
+        return Outcome(RequestStatus.QUEUED, details, attempt_free=True, trip_breaker=True)
+    if decision.action == Action.FINISH and decision.status is not None:
+        return Outcome(decision.status, details)
+    if decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.FINISH:
+        return Outcome(RequestStatus.FAILED, details)
+    rate_limited = isinstance(error, StripeAPIError) and error.is_rate_limit
+    return Outcome(
+        RequestStatus.RETRY_SCHEDULED,
+        details,
+        fresh_idempotency_key=fresh_key or decision.fresh_idempotency_key,
+        attempt_free=rate_limited,
+    )
+
+
+async def _retrieve(
+    deps: DisconnectDeps, request: DisconnectRequest
+) -> tuple[dict[str, Any], StripeMeta]:
+    result = await call_stripe(
+        deps,
+        "retrieve",
+        lambda: deps.stripe.retrieve_account(
+            request.account_id, stripe_account=request.stripe_account
+        ),
+    )
+    return result.body, result.meta
+
+
+def _details(meta: StripeMeta, message: str, error: StripeError | None = None) -> TransitionDetails:
+    return TransitionDetails(
+        message=message,
+        stripe_request_id=meta.request_id,
+        http_status=meta.http_status,
+        stripe_error_code=error.code if isinstance(error, StripeAPIError) else None,
+        duration_ms=meta.duration_ms,
+    )
+
+
+async def trip_breaker(deps: DisconnectDeps, details: TransitionDetails) -> None:
+    """401/403: pause every worker; only the first worker to trip writes the audit event."""
+    reason = f"Stripe answered HTTP {details.http_status}: {details.message}"
+    await pause(
+        deps.ledger.redis,
+        deps.ledger.actor,
+        reason,
+        "breaker",
+        key=deps.ledger.pause_key,
+        audit=deps.ledger.audit,
+        only_if_unpaused=True,
+    )

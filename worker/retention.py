@@ -1,0 +1,189 @@
+"""Retention sweeps in the bulk workers: the schedule (arq cron) and sweeps the CLI asked for.
+
+Only workers started with ``--queue bulk`` register these. Each policy with a ``schedule`` is an
+arq cron job named ``retention:<policy>`` with ``unique=True``: every bulk worker computes the
+same times and enqueues under the job id ``retention:<policy>:<scheduled unix ms>``, which arq
+refuses to enqueue twice. On top of that the run claims its slot in Redis
+(``SweepRuns.claim_slot``) and takes the policy's lock, so one run per scheduled time happens
+across all workers and hosts, and a sweep still running when the next time comes makes that next
+run record ``failed`` (skipped) rather than run twice at once. A scheduled run applies (subject
+to the blast-radius guard, never forced).
+
+Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
+rate limiter's ``slot("list", priority="bulk")``; transient errors are retried with the worker's
+backoff a few times, then the run fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import structlog
+from arq.cron import CronJob, cron
+from arq.typing import WorkerCoroutine
+
+from ledger.audit import AuditTrail
+from ledger.retention.jobs import SweepJob
+from ledger.retention.policy import PolicyError, RetentionPolicy, get_policy, load_policies
+from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
+from ledger.retention.sources import (
+    PAGE_SIZE,
+    AccountPage,
+    PageFetcher,
+    file_pages,
+    stripe_pages,
+)
+from ledger.retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
+from worker.disconnect import DisconnectDeps
+from worker.outcomes import Action, decide
+from worker.settings import WorkerSettings
+from worker.stripe_client import StripeAPIError, StripeError
+
+log = structlog.get_logger("fcd.worker")
+LIST_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SweepDeps:
+    """What a sweep needs in a worker: the disconnect deps (ledger, Stripe, gate) and runs."""
+
+    base: DisconnectDeps
+    runs: SweepRuns
+    settings: WorkerSettings
+
+
+def build_sweep_deps(
+    deps: DisconnectDeps, audit: AuditTrail, settings: WorkerSettings
+) -> SweepDeps:
+    return SweepDeps(deps, SweepRuns(deps.ledger.redis, deps.ledger.prefix, audit), settings)
+
+
+def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
+    """Pages of ``GET /v1/financial_connections/accounts`` through the limiter's bulk list slot."""
+
+    async def fetch(starting_after: str | None) -> AccountPage:
+        for attempt in range(1, LIST_ATTEMPTS + 1):
+            try:
+                async with deps.gate.slot("list", priority="bulk"):
+                    result = await deps.stripe.list_accounts(
+                        limit=PAGE_SIZE, starting_after=starting_after
+                    )
+            except StripeError as exc:
+                if attempt == LIST_ATTEMPTS or not _transient(exc):
+                    raise
+                if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
+                    await deps.gate.report_rate_limited("list", exc.meta.rate_limited_reason)
+                await asyncio.sleep(deps.policy.backoff(attempt))
+                continue
+            data = result.body.get("data")
+            accounts = [a for a in data if isinstance(a, dict)] if isinstance(data, list) else []
+            return AccountPage(accounts, bool(result.body.get("has_more")))
+        raise AssertionError("unreachable")
+
+    return fetch
+
+
+def _transient(error: StripeError) -> bool:
+    decision = decide(error)
+    return decision.action == Action.RETRY or (
+        decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
+    )
+
+
+async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force: bool) -> str:
+    """Run one sweep under the policy's lock; return the run's final status."""
+    if policy.source == "file" and policy.file is not None:
+        pages = file_pages(policy.file)
+    else:
+        pages = stripe_pages(stripe_page_fetcher(deps.base))
+    options = SweepOptions(
+        apply=run.apply, force=force, max_queue_depth=deps.settings.bulk_queue_max_depth
+    )
+    try:
+        async with policy_lock(deps.runs, policy.name, deps.settings.sweep_timeout_seconds):
+            done = await run_sweep(deps.base.ledger, deps.runs, run, policy, pages, options)
+    except SweepBusy as exc:
+        done = await deps.runs.finish(run, SweepStatus.FAILED, f"skipped: {exc}")
+    return done.status.value
+
+
+async def retention_sweep(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """arq job: run the sweep ``fcd sweep`` recorded as ``requested``."""
+    job = SweepJob.model_validate(payload)
+    deps: SweepDeps = ctx["sweep_deps"]
+    run = await deps.runs.get(job.run_id)
+    if run.status != SweepStatus.REQUESTED:
+        log.info("sweep.not_requested", run_id=run.run_id, status=run.status.value)
+        return "skipped"
+    try:
+        policy = get_policy(deps.settings.retention_policies, run.policy)
+    except PolicyError as exc:
+        await deps.runs.finish(run, SweepStatus.FAILED, str(exc))
+        return SweepStatus.FAILED.value
+    if policy.digest != run.policy_digest:
+        message = "the worker's policy file differs from the one the operator used; not run"
+        await deps.runs.finish(run, SweepStatus.FAILED, message)
+        return SweepStatus.FAILED.value
+    with structlog.contextvars.bound_contextvars(sweep_id=run.run_id, policy=run.policy):
+        return await execute(deps, run, policy, run.forced)
+
+
+async def scheduled_sweep(ctx: dict[str, Any], policy_name: str) -> str:
+    """One scheduled run of ``policy_name`` (at most one per scheduled time, fleet-wide)."""
+    deps: SweepDeps = ctx["sweep_deps"]
+    slot_ms = _slot_ms(str(ctx.get("job_id", "")))
+    if not await deps.runs.claim_slot(policy_name, slot_ms):
+        return "duplicate"
+    policy = get_policy(deps.settings.retention_policies, policy_name)
+    run = await deps.runs.create(
+        SweepRun(
+            run_id=new_sweep_id(),
+            policy=policy.name,
+            policy_digest=policy.digest,
+            trigger="schedule",
+            apply=True,
+            source=policy.source,
+            status=SweepStatus.LISTING,
+            scheduled_at=slot_ms / 1000,
+            started_at=time.time(),
+        )
+    )
+    with structlog.contextvars.bound_contextvars(sweep_id=run.run_id, policy=policy.name):
+        return await execute(deps, run, policy, force=False)
+
+
+def _slot_ms(job_id: str) -> int:
+    """The scheduled time arq put in a unique cron job's id (``name:<unix ms>``)."""
+    tail = job_id.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else int(time.time() * 1000)
+
+
+def _scheduled_job(policy_name: str) -> WorkerCoroutine:
+    async def run_policy(ctx: dict[str, Any]) -> str:
+        return await scheduled_sweep(ctx, policy_name)
+
+    run_policy.__qualname__ = f"retention_{policy_name}"
+    return cast(WorkerCoroutine, run_policy)
+
+
+def sweep_cron_jobs(settings: WorkerSettings, *, burst: bool = False) -> list[CronJob]:
+    """One unique arq cron job per scheduled policy (none in burst mode or without a file)."""
+    if burst or settings.retention_policies is None:
+        return []
+    policies = load_policies(settings.retention_policies)
+    return [
+        cron(
+            _scheduled_job(name),
+            name=f"retention:{name}",
+            unique=True,
+            run_at_startup=False,
+            timeout=settings.sweep_timeout_seconds,
+            max_tries=1,
+            **fields.as_kwargs(),
+        )
+        for name, policy in sorted(policies.items())
+        if (fields := policy.cron_fields) is not None
+    ]
