@@ -125,6 +125,7 @@ async def run_scenario(
                 base,
                 key_prefix=prefix,
                 queue_name=ledger.queue_name,
+                bulk_queue_name=prefix + "bulk",
                 precheck_account="false",
                 stripe_rate_limit=str(scenario.rate),
                 stripe_global_rate_limit=str(scenario.rate),
@@ -153,7 +154,7 @@ async def submit(ledger: Ledger, http: aiohttp.ClientSession, base: str, n: int)
         accounts = [a["id"] for a in (await resp.json())["data"]]
     ids = []
     for account in accounts:
-        submitted = await ledger.submit(account, source=RequestSource.RETENTION_POLICY)
+        submitted = await ledger.submit(account, source=RequestSource.DELETION_EVENT)
         ids.append(submitted.request_id)
     return ids
 
@@ -219,9 +220,9 @@ async def run_all(args: argparse.Namespace, redis_url: str) -> list[Result]:
         results = []
         for scenario in scenarios:
             print(f"running: {scenario.name} at {scenario.rate}/s ...", flush=True)
-            results.append(
-                await run_scenario(scenario, redis_url, args.requests, args.workers, Path(tmp))
-            )
+            result = await run_scenario(scenario, redis_url, args.requests, args.workers, Path(tmp))
+            results.append(result)
+            print_table([result])  # as it happens; the full table follows at the end
         return results
 
 

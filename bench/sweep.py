@@ -5,7 +5,9 @@ whether a sweep backlog delays a user's deletion. Prints one table with the base
    ``--requests`` new requests, against arq's own ``enqueue_job`` awaited one by one (the
    baseline, measured in the same run on the same Redis; it writes only the job, no ledger).
 2. Memory: ``INFO used_memory`` before and after step 1, per pending request (ledger + queue),
-   plus ``MEMORY USAGE`` of each key of one request.
+   plus ``MEMORY USAGE`` of one request's keys and its share of the shared ones (its batch job,
+   the ``queued`` index, the bulk queue). A pending request has no history list and is not yet in
+   its account's index (both are written later), so neither appears.
 3. Priority: with the step-1 backlog queued, 2 bulk and 2 urgent worker processes against the
    emulator enforcing 25 calls/s per endpoint (workers set to 24/s, globally too); ``--deletions``
    user deletions submitted through the Producer API, spread over ``--spread`` seconds. Latency is
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -34,7 +37,7 @@ from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import DISCONNECT_JOB
 from ledger.logging import configure_logging
-from ledger.models import RequestSource
+from ledger.models import RequestSource, RequestStatus
 from ledger.settings import LogFormat
 from ledger.store import Ledger
 from producer.api import Producer
@@ -62,22 +65,33 @@ async def arq_baseline(redis_url: str, count: int) -> float:
 
 
 async def bulk_submit(ledger: Ledger, count: int) -> tuple[float, float, dict[str, int]]:
-    """Submit ``count`` sweep requests; return (requests/s, bytes per request, one request's keys)."""
+    """Submit ``count`` sweep requests; return (requests/s, bytes per request, what one pending
+    request's keys cost: its own keys whole, its share of its batch job and of the two sorted
+    sets it is an entry of)."""
     items = [BulkItem(f"fca_bench{n}", "bench retention", "bench") for n in range(count)]
     before = await used_memory(ledger.redis)
     started = time.perf_counter()
     result = await submit_many(ledger, items)
     rate = result.submitted / (time.perf_counter() - started)
     per_request = (await used_memory(ledger.redis) - before) / count
-    request_id = (await ledger.redis.get(ledger.active_key("fca_bench0")) or b"").decode()
-    keys = {
+    request = await ledger.resolve("fca_bench0")
+    job = f"arq:job:{request.job_id}"
+    batch = len(json.loads(await ledger.redis.get(job) or b"{}")["a"][0]["request_ids"])
+    queued = ledger.status_key(RequestStatus.QUEUED)
+    usage = {
+        "req:<id> (hash)": ledger.request_key(request.request_id),
         "acct:<fca>:active": ledger.active_key("fca_bench0"),
-        "req:<id> (hash)": ledger.request_key(request_id),
-        "req:<id>:hist (list)": ledger.history_key(request_id),
-        "acct:<fca>:reqs (zset)": ledger.account_requests_key("fca_bench0"),
-        "arq:job:<id>": f"arq:job:{request_id}.1",
+        f"arq:job:b_… /{batch}": job,
+        "status:queued entry": queued,
+        "bulk queue share": ledger.bulk_queue_name,
     }
-    sizes = {name: int(await ledger.redis.memory_usage(key) or 0) for name, key in keys.items()}
+    shares = {job: batch, queued: count, ledger.bulk_queue_name: count}
+    sizes = {
+        name: round(int(await ledger.redis.memory_usage(key) or 0) / shares.get(key, 1))
+        for name, key in usage.items()
+    }
+    absent = [ledger.history_key(request.request_id), ledger.account_requests_key("fca_bench0")]
+    assert not await ledger.redis.exists(*absent), "a pending request has no list or index yet"
     return rate, per_request, sizes
 
 
@@ -116,7 +130,7 @@ async def deletion_latency(
             "max": latencies[-1],
             "calls_per_s": len(window) / max(span, 1e-9),
             "rate_limited": sum(1 for r in log if r["status"] == 429),
-            "bulk_left": await ledger.redis.zcard(ledger.bulk_queue_name),
+            "bulk_left": await ledger.redis.zcard(ledger.status_key(RequestStatus.QUEUED)),
         }
     finally:
         group.stop_all()
@@ -176,7 +190,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Row]:
                 ("deletion -> disconnect call, p99", f"{lat['p99']:.2f} s", "< 2 s",
                  (f"p50 {lat['p50']:.2f} s, max {lat['max']:.2f} s over {args.deletions} "
                   f"deletions; emulator served {lat['calls_per_s']:.1f} calls/s, "
-                  f"{lat['rate_limited']} 429s; {lat['bulk_left']:,} sweep jobs still queued"))
+                  f"{lat['rate_limited']} 429s; {lat['bulk_left']:,} sweep requests still queued"))
             )  # fmt: skip
         return rows
     finally:

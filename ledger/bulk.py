@@ -1,15 +1,18 @@
-"""Bulk submission for retention sweeps: pipelined, and bounded by the bulk queue's depth.
+"""Bulk submission for retention sweeps: batched, pipelined, and bounded by the pending count.
 
 :func:`submit_many` builds each request exactly as :meth:`Ledger.submit` does
-(:meth:`Ledger.prepare_submit`) and sends the ledger's CREATE script for a whole chunk in one
-non-transactional pipeline (EVALSHA per request, so each request is still recorded and enqueued
-atomically, and still merges into an account's active request). Audit records are published per
-request after the chunk's answers arrive, as :meth:`Ledger.submit` would.
+(:meth:`Ledger.prepare_submit`), but enqueues one arq *batch job* per ``batch_size`` requests
+instead of one job each (see :mod:`ledger.jobs`): one CREATE script call records a batch's
+requests with ``job_id`` = the batch's id and writes the batch job, atomically, so no request
+exists without the job that will run it, nor the job without its requests (an account's active
+request still absorbs a submission as a merge, and the batch job does not list it). A chunk's
+calls go in one non-transactional pipeline. Audit records are published per request once the
+chunk's answers arrive, shielded from cancellation like :meth:`Ledger.submit`.
 
-Bounded: before each chunk, the depth of the destination queue is read; while it is above
-``max_queue_depth`` submission sleeps, so a million-account sweep never holds more than about
-``max_queue_depth + 2 x chunk_size`` pending jobs in Redis at once (workers drain the queue at
-Stripe's pace meanwhile).
+Bounded: before each chunk the number of ``queued`` requests (the ledger's own index, every
+queue) is read; while it is above ``max_queue_depth`` submission sleeps, so a million-account
+sweep never holds more than about ``max_queue_depth + 2 x chunk_size`` pending requests in Redis
+at once (workers drain them at Stripe's pace meanwhile).
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ledger.models import RequestSource
+from ledger.jobs import batch_job_template, new_batch_job_id
+from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
+from ledger.submissions import CreateCall, PreparedSubmission, create_call
 
 DEFAULT_CHUNK_SIZE = 1000
+#: Requests per batch job: enough that the job's keys cost a few bytes per request, few enough
+#: that a batch finishes in minutes at Stripe's pace.
+DEFAULT_BATCH_SIZE = 100
 #: Two pipelines at once: one chunk is prepared in Python while Redis runs the other's scripts.
 PIPELINES_IN_FLIGHT = 2
 T = TypeVar("T")
@@ -67,15 +75,17 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-async def wait_for_room(
-    ledger: Ledger, queue: str, max_depth: int | None, poll_seconds: float
-) -> float:
-    """Sleep while ``queue`` holds more than ``max_depth`` jobs; return the seconds waited."""
+async def wait_for_room(ledger: Ledger, max_depth: int | None, poll_seconds: float) -> float:
+    """Sleep while more than ``max_depth`` requests are ``queued``; return the seconds waited.
+
+    Requests, not jobs: a batch job stands for up to ``batch_size`` of them.
+    """
     if max_depth is None:
         return 0.0
     started = time.monotonic()
-    # Polling is the only way: the depth changes in other processes (workers draining it).
-    while await ledger.redis.zcard(queue) > max_depth:  # noqa: ASYNC110
+    queued = ledger.status_key(RequestStatus.QUEUED)
+    # Polling is the only way: the count changes in other processes (workers draining it).
+    while await ledger.redis.zcard(queued) > max_depth:  # noqa: ASYNC110
         await asyncio.sleep(poll_seconds)
     return time.monotonic() - started
 
@@ -86,23 +96,27 @@ async def submit_many(
     *,
     source: RequestSource = RequestSource.RETENTION_POLICY,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_queue_depth: int | None = None,
     poll_seconds: float = 0.5,
     on_chunk: ChunkCallback | None = None,
 ) -> BulkResult:
-    """Submit every item (ids already validated), ``chunk_size`` per pipeline round trip.
+    """Submit every item (ids already validated), ``chunk_size`` per pipeline round trip and
+    ``batch_size`` per arq job.
 
     ``on_chunk`` is awaited after each chunk with the running totals (progress reporting).
+    Batch jobs are run by bulk workers only (``python -m worker --queue bulk``), so ``source``
+    must route to the bulk queue; anything else raises ``ValueError`` before writing.
     """
+    if ledger.queue_for(source) != ledger.bulk_queue_name:
+        raise ValueError(f"submit_many is for bulk sources; {source} routes to the urgent queue")
     result = BulkResult()
-    queue = ledger.queue_for(source)
     in_flight: set[asyncio.Task[None]] = set()
     try:
         for chunk in chunked(items, chunk_size):
-            result.waited_seconds += await wait_for_room(
-                ledger, queue, max_queue_depth, poll_seconds
-            )
-            in_flight.add(asyncio.create_task(_submit_chunk(ledger, chunk, source, result)))
+            result.waited_seconds += await wait_for_room(ledger, max_queue_depth, poll_seconds)
+            submit = _submit_chunk(ledger, chunk, source, batch_size, result)
+            in_flight.add(asyncio.create_task(submit))
             if len(in_flight) >= PIPELINES_IN_FLIGHT:
                 in_flight = await _first_done(in_flight, result, on_chunk)
         while in_flight:
@@ -125,7 +139,11 @@ async def _first_done(
 
 
 async def _submit_chunk(
-    ledger: Ledger, chunk: list[BulkItem], source: RequestSource, result: BulkResult
+    ledger: Ledger,
+    chunk: list[BulkItem],
+    source: RequestSource,
+    batch_size: int,
+    result: BulkResult,
 ) -> None:
     prepared = [
         ledger.prepare_submit(
@@ -137,12 +155,32 @@ async def _submit_chunk(
         )
         for item in chunk
     ]
-    async with ledger.redis.pipeline(transaction=False) as pipe:
-        for call in prepared:
-            await ledger.run_create(call, client=pipe)
-        answers = await pipe.execute()
-    for call, (flag, request_id) in zip(prepared, answers, strict=True):
-        if ledger.finish_submit(call, flag, request_id).merged:
-            result.merged += 1
-        else:
-            result.submitted += 1
+    calls = [_batch_call(ledger, batch) for batch in chunked(prepared, batch_size)]
+
+    async def send() -> list[Any]:
+        async with ledger.redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                await ledger.run_create(call, client=pipe)
+            answers: list[Any] = await pipe.execute()
+        return answers
+
+    def publish(answers: list[Any]) -> None:
+        for call, answer in zip(calls, answers, strict=True):
+            for submission in ledger.finish_create(call, answer):
+                if submission.merged:
+                    result.merged += 1
+                else:
+                    result.submitted += 1
+
+    await ledger.published(send(), publish)
+
+
+def _batch_call(ledger: Ledger, batch: list[PreparedSubmission]) -> CreateCall:
+    """The CREATE call recording ``batch`` under one fresh batch job."""
+    return create_call(
+        ledger,
+        batch,
+        job_id=new_batch_job_id(),
+        job_bytes=batch_job_template(),
+        expire_ms=ledger.job_expires_ms,
+    )

@@ -5,6 +5,12 @@ The payload is deliberately tiny (the request id and a schema version): everythi
 from the ledger when the job runs, so a job can never act on stale data. Queued jobs outlive
 deploys: add fields only with defaults, never rename :data:`DISCONNECT_JOB` without an alias.
 
+A bulk submission enqueues one :data:`BATCH_JOB` per chunk of requests instead of one job each
+(:func:`batch_job_template`, job id ``b_<random>``): every request of the chunk is recorded with
+that job id, and the job's payload lists exactly those requests. The worker runs the same
+single-request core for each; a request whose job id has changed since (a retry, a re-queue, a
+promotion to the urgent queue) is skipped by the batch, like any stale job.
+
 The ledger writes arq's job record itself (inside the same Lua script that records the status
 change) so a request can never be recorded without its job, or a job exist for an unrecorded
 request. The bytes are exactly what ``arq.connections.ArqRedis.enqueue_job`` would write with
@@ -14,12 +20,17 @@ request. The bytes are exactly what ``arq.connections.ArqRedis.enqueue_job`` wou
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 DISCONNECT_JOB = "disconnect_account"
+BATCH_JOB = "disconnect_batch"
+BATCH_JOB_ID_PREFIX = "b_"
+#: Stands for the request ids in :func:`batch_job_template`; the CREATE script fills them in.
+BATCH_IDS_PLACEHOLDER = "__IDS__"
 ARQ_JOB_KEY_PREFIX = "arq:job:"
 ARQ_RESULT_KEY_PREFIX = "arq:result:"
 ARQ_IN_PROGRESS_KEY_PREFIX = "arq:in-progress:"
@@ -32,6 +43,15 @@ class DisconnectJob(BaseModel):
 
     v: int = 1
     request_id: str
+
+
+class BatchJob(BaseModel):
+    """Payload of a :data:`BATCH_JOB` job: the requests recorded with this job id."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: int = 1
+    request_ids: list[str]
 
 
 def serialize(data: dict[str, Any]) -> bytes:
@@ -57,3 +77,21 @@ def arq_job_record(request_id: str, enqueue_time_ms: int | None = None) -> bytes
     payload = DisconnectJob(request_id=request_id).model_dump()
     et = enqueue_time_ms if enqueue_time_ms is not None else int(time.time() * 1000)
     return serialize({"t": None, "f": DISCONNECT_JOB, "a": [payload], "k": {}, "et": et})
+
+
+def new_batch_job_id() -> str:
+    """A fresh batch job id: ``b_`` and 16 random hex digits (short: every request stores it)."""
+    return BATCH_JOB_ID_PREFIX + secrets.token_hex(8)
+
+
+def is_batch_job_id(job_id: str | None) -> bool:
+    """Whether ``job_id`` names a batch job (shared by many requests; never withdraw it for one)."""
+    return bool(job_id) and str(job_id).startswith(BATCH_JOB_ID_PREFIX)
+
+
+def batch_job_template(enqueue_time_ms: int | None = None) -> bytes:
+    """The bytes of a batch job with its id list as ``["__IDS__"]``: the CREATE script puts in
+    the ids of the requests it actually recorded (a merged submission is not in the batch)."""
+    payload = {"v": 1, "request_ids": [BATCH_IDS_PLACEHOLDER]}
+    et = enqueue_time_ms if enqueue_time_ms is not None else int(time.time() * 1000)
+    return serialize({"t": None, "f": BATCH_JOB, "a": [payload], "k": {}, "et": et})

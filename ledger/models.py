@@ -13,7 +13,7 @@ import time
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 ACCOUNT_ID_RE = re.compile(r"^fca_[A-Za-z0-9]{1,250}$")
 CONNECTED_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]{1,250}$")
@@ -124,6 +124,20 @@ class RequestSource(StrEnum):
     OPERATOR = "operator"  # reference: the operator's name
 
 
+class RequestPriority(StrEnum):
+    """Which arq queue a request's jobs go to (and how its worker waits at the rate limiter)."""
+
+    URGENT = "urgent"  # FCD_QUEUE_NAME: user deletions, operators
+    BULK = "bulk"  # FCD_BULK_QUEUE_NAME: retention sweeps, served after every urgent caller
+
+
+def priority_for(source: RequestSource) -> RequestPriority:
+    """A new request's priority: retention sweeps are bulk, everything else is urgent."""
+    return (
+        RequestPriority.BULK if source == RequestSource.RETENTION_POLICY else RequestPriority.URGENT
+    )
+
+
 _BASE32 = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
@@ -161,6 +175,20 @@ class DisconnectRequest(BaseModel):
     last_error_code: str | None = None
     last_stripe_request_id: str | None = None
     parent_id: str | None = None
+    #: Stored at creation; an urgent submission merged into a waiting bulk request promotes it.
+    #: Requests recorded before the field existed take it from their source.
+    priority: RequestPriority = RequestPriority.URGENT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_derived(cls, data: Any) -> Any:
+        """Fields the ledger leaves out of the hash when they follow from others."""
+        if isinstance(data, dict):
+            if "priority" not in data and "source" in data:
+                data = {**data, "priority": priority_for(RequestSource(data["source"]))}
+            if "updated_at" not in data and "created_at" in data:
+                data = {**data, "updated_at": data["created_at"]}
+        return data
 
     @property
     def idempotency_key(self) -> str:
@@ -168,7 +196,12 @@ class DisconnectRequest(BaseModel):
         return f"fcd-{self.request_id}-{self.idempotency_generation}"
 
     @classmethod
-    def from_redis(cls, raw: dict[str, str]) -> DisconnectRequest:
-        """Build from the Redis hash (all values strings, empty string meaning absent)."""
+    def from_redis(cls, raw: dict[str, str], request_id: str | None = None) -> DisconnectRequest:
+        """Build from the Redis hash (all values strings, empty string meaning absent).
+
+        ``request_id`` is the id in the hash's key: the hash itself need not repeat it.
+        """
         data: dict[str, Any] = {k: v for k, v in raw.items() if v != ""}
+        if request_id is not None:
+            data.setdefault("request_id", request_id)
         return cls.model_validate(data)

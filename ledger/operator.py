@@ -13,7 +13,8 @@ Contracts:
   first-attempt clock cleared, because Stripe replays a stored response for a reused key for 24 h.
   It is refused if the account meanwhile got another active request (one per account).
 - **Cancel** (``queued | retry_scheduled -> cancelled``): the waiting arq job is withdrawn
-  afterwards (if a worker picks it up first, it finds the request cancelled and does nothing).
+  afterwards (if a worker picks it up first, it finds the request cancelled and does nothing),
+  unless it is a bulk submission's batch job: that one still serves the batch's other requests.
   An ``in_progress`` request is **refused**: a Stripe call may be on the wire and cannot be
   recalled; the operator waits for the attempt to end and cancels it if it is waiting to retry.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ledger.audit import TransitionDetails
-from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX
+from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, is_batch_job_id
 from ledger.models import (
     DisconnectRequest,
     IllegalTransition,
@@ -203,8 +204,11 @@ def _changed(request: DisconnectRequest, exc: StaleTransition) -> ActionOutcome:
 
 
 async def _withdraw_job(ledger: Ledger, job_id: str | None) -> None:
-    """Take a cancelled request's arq job off the queue unless a worker already holds it."""
-    if job_id is None or await ledger.redis.exists(ARQ_IN_PROGRESS_KEY_PREFIX + job_id):
+    """Take a cancelled request's arq job off the queue unless a worker already holds it or it
+    is a batch job (shared with other requests; it skips the cancelled one)."""
+    if job_id is None or is_batch_job_id(job_id):
+        return
+    if await ledger.redis.exists(ARQ_IN_PROGRESS_KEY_PREFIX + job_id):
         return
     for queue in ledger.queue_names:
         await ledger.redis.zrem(queue, job_id)

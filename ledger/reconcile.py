@@ -8,9 +8,16 @@ pass compares the two and repairs the ledger's side, one audited step per reques
   neither in the queue nor held by a worker via ``arq:in-progress:<id>``): re-enqueued under a
   fresh job id without a status change, audited as ``disconnect.reenqueued``. The check and the
   repair are one Lua script, so a job that a worker is picking up at that moment is never doubled.
-- ``in_progress`` for longer than the lease while no worker holds its job: moved back to
-  ``queued`` with a fresh job (a ``disconnect.status_changed`` record). The attempt stays counted
-  (the lost worker may have called Stripe); the next attempt reuses the same Idempotency-Key.
+  A request recorded under a bulk submission's batch job is covered by the same check on that
+  job: while ``arq:job:b_…`` exists and is queued or held it is alive; once it is gone (finished,
+  failed, expired) every request still naming it is orphaned and gets a job of its own.
+- ``in_progress`` for longer than the lease: moved back to ``queued`` with a fresh job (a
+  ``disconnect.status_changed`` record). arq's ``in-progress`` key is not trusted here: a killed
+  worker's key lives for arq's longest function timeout (a day, because of sweeps), while every
+  attempt is cut off after ``FCD_JOB_TIMEOUT_SECONDS`` (the lease must be longer; the worker's
+  settings check it), so an attempt older than the lease has no live worker. The attempt stays
+  counted (the lost worker may have called Stripe); the next attempt reuses the same
+  Idempotency-Key, and a late write by a frozen worker fails its compare-and-set.
 
 One pass at a time across all processes: a Redis lock (``P reconcile:lock``) guards it, on top of
 arq's ``unique`` cron jobs (one enqueue per schedule across workers), so ``fcd reconcile`` run by
@@ -28,7 +35,9 @@ from typing import Any
 from ledger.audit import TransitionDetails
 from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, arq_job_record
 from ledger.models import DisconnectRequest, RequestStatus, StaleTransition
-from ledger.store import Ledger, _dump
+from ledger.records import request_record, stored, text
+from ledger.scripts import MATERIALISE
+from ledger.store import Ledger
 
 REENQUEUED = "disconnect.reenqueued"
 WAITING = (RequestStatus.QUEUED, RequestStatus.RETRY_SCHEDULED)
@@ -37,7 +46,9 @@ _BATCH = 500
 # KEYS: req, hist, queue. ARGV: request_id, expected_status, expected_job, record, job_bytes,
 #   score_ms, expire_ms, job_prefix, in_progress_prefix, only_if_orphaned ("1"/"0").
 # Returns {1, new_job} on success, {0, status, job} if the request moved or its job is alive.
-REENQUEUE = """
+REENQUEUE = (
+    MATERIALISE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {0, '', ''} end
 local job = redis.call('HGET', KEYS[1], 'job_id') or ''
@@ -47,6 +58,7 @@ if ARGV[10] == '1' and job ~= '' and redis.call('EXISTS', ARGV[8] .. job) == 1 t
     return {0, status, job}
   end
 end
+materialise(KEYS[1], KEYS[2])
 local seq = redis.call('HINCRBY', KEYS[1], 'job_seq', 1)
 local new_job = ARGV[1] .. '.' .. seq
 redis.call('HSET', KEYS[1], 'job_id', new_job)
@@ -56,6 +68,7 @@ local record = string.gsub(ARGV[4], '"job_id":"__JOB__"', '"job_id":"' .. new_jo
 redis.call('RPUSH', KEYS[2], record)
 return {1, new_job}
 """
+)
 
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -142,13 +155,15 @@ async def _requests_in(
     while True:
         cursor, page = await ledger.redis.zscan(ledger.status_key(status), cursor, count=_BATCH)
         async with ledger.redis.pipeline(transaction=False) as pipe:
-            for raw_id, _score in page:
-                pipe.hgetall(ledger.request_key(_text(raw_id)))
+            ids = [text(raw_id) for raw_id, _score in page]
+            for request_id in ids:
+                pipe.hgetall(ledger.request_key(request_id))
             hashes = await pipe.execute()
         batch = [
             request
-            for raw in hashes
-            if raw and (request := DisconnectRequest.from_redis(_decode(raw))).status == status
+            for request_id, raw in zip(ids, hashes, strict=True)
+            if raw
+            and (request := DisconnectRequest.from_redis(_decode(raw), request_id)).status == status
         ]
         if batch:
             yield batch
@@ -156,12 +171,8 @@ async def _requests_in(
             return
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
 
 
 async def _job_states(ledger: Ledger, batch: list[DisconnectRequest]) -> list[_JobState]:
@@ -169,7 +180,7 @@ async def _job_states(ledger: Ledger, batch: list[DisconnectRequest]) -> list[_J
         for request in batch:
             job = request.job_id or ""
             pipe.exists(ARQ_JOB_KEY_PREFIX + job)
-            pipe.zscore(ledger.queue_for(request.source), job)
+            pipe.zscore(ledger.queue_of(request), job)
             pipe.exists(ARQ_IN_PROGRESS_KEY_PREFIX + job)
         raw = await pipe.execute()
     states = []
@@ -192,9 +203,10 @@ async def _consider(
 ) -> Repair | None:
     if request.status == RequestStatus.IN_PROGRESS:
         age = time.time() - request.updated_at
-        if age <= lease_seconds or state.held:
+        if age <= lease_seconds:
             return None
-        problem = f"in_progress for {age:.0f}s (lease {lease_seconds:.0f}s) and no worker holds it"
+        holder = "its worker was lost" if not state.held else "arq still marks it held (stale)"
+        problem = f"in_progress for {age:.0f}s (lease {lease_seconds:.0f}s); {holder}"
     elif state.alive:
         return None
     else:
@@ -236,18 +248,28 @@ async def reenqueue(
     if request.status not in WAITING:
         raise ValueError(f"{request.request_id}: only waiting requests are re-enqueued")
     now = time.time()
-    record = ledger._record(
-        REENQUEUED, request, request.status, request.status, "__JOB__", details=details
+    record = request_record(
+        ledger.actor,
+        REENQUEUED,
+        request,
+        request.status,
+        request.status,
+        "__JOB__",
+        details=details,
     )
     keys = [ledger.request_key(request.request_id), ledger.history_key(request.request_id)]
     args: list[Any] = [request.request_id, request.status.value, request.job_id or ""]
-    args += [_dump(record), arq_job_record(request.request_id), int(now * 1000)]
-    args += [ledger._job_expires_ms, ARQ_JOB_KEY_PREFIX, ARQ_IN_PROGRESS_KEY_PREFIX]
+    args += [stored(record, request), arq_job_record(request.request_id), int(now * 1000)]
+    args += [ledger.job_expires_ms, ARQ_JOB_KEY_PREFIX, ARQ_IN_PROGRESS_KEY_PREFIX]
     args.append("1" if only_if_orphaned else "0")
     script = ledger.redis.register_script(REENQUEUE)
-    result = await script(keys=[*keys, ledger.queue_for(request.source)], args=args)
-    if int(result[0]) != 1:
-        return None
-    new_job = _text(result[1])
-    ledger.audit.emit({**record, "job_id": new_job})
-    return new_job
+
+    def publish(result: Any) -> str | None:
+        if int(result[0]) != 1:
+            return None
+        ledger.audit.emit({**record, "job_id": text(result[1])})
+        return text(result[1])
+
+    return await ledger.published(
+        script(keys=[*keys, ledger.queue_of(request)], args=args), publish
+    )

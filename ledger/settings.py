@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,7 +42,7 @@ class BaseServiceSettings(BaseSettings):
     bulk_queue_max_depth: int = Field(
         default=50_000,
         gt=0,
-        description="A sweep's submission pauses while the bulk queue holds more jobs than this.",
+        description="A sweep's submission pauses while more requests than this are queued.",
     )
     retention_policies: Path | None = Field(
         default=None, description="TOML file of retention policies (fcd sweep, worker cron)."
@@ -61,3 +62,23 @@ class BaseServiceSettings(BaseSettings):
         description="The reconciler re-queues a request in_progress for longer than this with no "
         "worker holding its job (keep it above the job timeout).",
     )
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class InvalidSettings(ValueError):
+    """The environment does not make valid settings; the message never contains a value."""
+
+
+def load_settings(cls: type[S]) -> S:
+    """``cls()`` from ``FCD_*``; on bad input raise :class:`InvalidSettings` naming each variable
+    and problem, but never echoing input (pydantic's own message would print secrets)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{'FCD_' + name if name else 'settings'}: {error['msg']}")
+        raise InvalidSettings("invalid configuration: " + "; ".join(problems)) from None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aiohttp import web
 
 from ledger.logging import configure_logging
+from ledger.settings import InvalidSettings, load_settings
 from producer.http.app import create_app
 from producer.http.settings import IntakeSettings
 
@@ -14,7 +16,11 @@ from producer.http.settings import IntakeSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__)
     parser.parse_args(argv)
-    settings = IntakeSettings()  # required fields come from FCD_* env
+    try:
+        settings = load_settings(IntakeSettings)
+    except InvalidSettings as exc:
+        print(f"python -m producer: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
     web.run_app(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from ledger.logging import configure_logging
+from ledger.settings import InvalidSettings, load_settings
 from worker.app import build_worker
 from worker.settings import WorkerSettings
 
@@ -24,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         help="urgent: FCD_QUEUE_NAME (user deletions); bulk: FCD_BULK_QUEUE_NAME (sweeps)",
     )
     args = parser.parse_args(argv)
-    settings = WorkerSettings()  # required fields come from FCD_* env
+    try:
+        settings = load_settings(WorkerSettings)
+    except InvalidSettings as exc:
+        print(f"python -m worker: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format, settings.log_level)
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = build_worker(settings, burst=args.burst, queue=args.queue)

@@ -2,12 +2,14 @@
 
 Everything long-lived (Redis pool, the one ``aiohttp.ClientSession``, the ledger, the rate limiter)
 is opened in :func:`startup` on one ``AsyncExitStack`` and closed in :func:`shutdown`. The job
-function validates its JSON payload, binds the request's context for logging and calls the typed
-core in :mod:`worker.disconnect`.
+functions validate their JSON payload, bind the request's (or batch's) context for logging and
+call the typed cores in :mod:`worker.disconnect` and :mod:`worker.batch`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -21,9 +23,17 @@ from redis.asyncio import Redis
 
 from ledger.audit import AuditTrail
 from ledger.customer_models import CUSTOMER_JOB
-from ledger.jobs import DISCONNECT_JOB, DisconnectJob, deserialize, serialize
+from ledger.jobs import (
+    BATCH_JOB,
+    DISCONNECT_JOB,
+    BatchJob,
+    DisconnectJob,
+    deserialize,
+    serialize,
+)
 from ledger.retention.jobs import SWEEP_JOB
 from ledger.store import Ledger
+from worker.batch import PAUSED, BatchDeps, run_batch
 from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
 from worker.gate import CallGate, Priority
@@ -46,9 +56,22 @@ async def disconnect_account(ctx: dict[str, Any], payload: dict[str, Any]) -> st
     deps: DisconnectDeps = ctx["deps"]
     with structlog.contextvars.bound_contextvars(request_id=job.request_id, job_id=ctx["job_id"]):
         result = await run_disconnect(deps, job.request_id, ctx["job_id"])
-    if result == "paused":
+    if result == PAUSED:
         raise Retry(defer=deps.paused_recheck_seconds)
     return result
+
+
+async def disconnect_batch(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """arq job: one attempt for each request of a bulk submission's batch (see
+    :mod:`worker.batch`). While the service is paused the whole batch is deferred (same job id;
+    requests it already finished are skipped when it runs again)."""
+    job = BatchJob.model_validate(payload)
+    deps: BatchDeps = ctx["batch_deps"]
+    with structlog.contextvars.bound_contextvars(job_id=ctx["job_id"]):
+        results = await run_batch(deps, job.request_ids, ctx["job_id"])
+    if results[PAUSED]:
+        raise Retry(defer=deps.base.paused_recheck_seconds)
+    return json.dumps(dict(sorted(results.items())), separators=(",", ":"))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -90,6 +113,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         paused_recheck_seconds=settings.paused_recheck_seconds,
         priority=ctx.get("priority", "urgent"),
     )
+    ctx["batch_deps"] = BatchDeps(
+        ctx["deps"], asyncio.Semaphore(settings.max_jobs), settings.job_timeout_seconds
+    )
     ctx["customer_deps"] = build_customer_deps(ctx["deps"], audit, settings)
     ctx["sweep_deps"] = build_sweep_deps(ctx["deps"], audit, settings)
     log.info("worker.started", max_jobs=settings.max_jobs, queue=ctx.get("queue_name"))
@@ -127,20 +153,29 @@ def build_worker(
     ``queue="bulk"`` consumes ``FCD_BULK_QUEUE_NAME`` instead of ``FCD_QUEUE_NAME``, waits at the
     rate limiter with priority ``bulk`` (behind every urgent caller) and runs the retention
     sweeps' schedule. ``gate_factory`` exists for benchmarks that compare limiters.
+
+    Batch jobs run up to ``max_jobs`` attempts at once across all of them, each bounded by the
+    job timeout; the batch itself may take as long as a sweep (``FCD_SWEEP_TIMEOUT_SECONDS``).
     """
     bulk = queue == "bulk"
     queue_name = settings.bulk_queue_name if bulk else settings.queue_name
     crons = housekeeping_cron_jobs(settings, burst=burst)
     if bulk:
         crons += sweep_cron_jobs(settings, burst=burst)
+    functions = [
+        func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000),
+        func(disconnect_customer, name=CUSTOMER_JOB, max_tries=1_000),
+    ]
+    if bulk:
+        # Long-running jobs only where they are enqueued: arq keeps every in-progress key for its
+        # longest function timeout, so urgent workers keep theirs short (job timeout + 10 s).
+        sweep_timeout = settings.sweep_timeout_seconds
+        functions += [
+            func(disconnect_batch, name=BATCH_JOB, max_tries=1_000, timeout=sweep_timeout),
+            func(retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=sweep_timeout),
+        ]
     return Worker(
-        functions=[
-            func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000),
-            func(disconnect_customer, name=CUSTOMER_JOB, max_tries=1_000),
-            func(
-                retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=settings.sweep_timeout_seconds
-            ),
-        ],
+        functions=functions,
         cron_jobs=crons,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         queue_name=queue_name,

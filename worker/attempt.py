@@ -18,6 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ledger.audit import TransitionDetails
+from ledger.metrics import counter_key
 from ledger.models import DisconnectRequest, RequestStatus
 from ledger.pause import pause
 from ledger.store import Ledger
@@ -31,6 +32,7 @@ from worker.stripe_client import (
     StripeError,
     StripeMeta,
     StripeResult,
+    StripeTimeout,
 )
 
 
@@ -90,17 +92,36 @@ async def call_stripe(
     """One Stripe call at the shared limiter; a limiter 429 slows every worker down.
 
     Raises :class:`LimiterPaused` (never waits) while the service is paused, so the caller can
-    hand its work back instead of holding it.
+    hand its work back instead of holding it. Every call made is counted by endpoint and outcome
+    in ``P metrics:stripe`` (``/metrics``: ``fcd_stripe_calls_total``).
     """
-    try:
-        async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
-            return await call()
-    except StripeAPIError as exc:
-        if exc.is_rate_limit:
-            # Best effort: failing to slow the fleet must not hide Stripe's answer.
-            with contextlib.suppress(RedisError, OSError):
-                await deps.gate.report_rate_limited(endpoint, exc.meta.rate_limited_reason)
-        raise
+    async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
+        try:
+            result = await call()
+        except StripeError as exc:
+            await _count_call(deps, endpoint, _outcome_label(exc))
+            if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
+                # Best effort: failing to slow the fleet must not hide Stripe's answer.
+                with contextlib.suppress(RedisError, OSError):
+                    await deps.gate.report_rate_limited(endpoint, exc.meta.rate_limited_reason)
+            raise
+    await _count_call(deps, endpoint, "ok")
+    return result
+
+
+def _outcome_label(error: StripeError) -> str:
+    if isinstance(error, StripeTimeout):
+        return "timeout"
+    if isinstance(error, StripeAPIError):
+        return str(error.http_status)
+    return "transport_error"
+
+
+async def _count_call(deps: DisconnectDeps, endpoint: str, outcome: str) -> None:
+    """Count one Stripe call for ``/metrics``; a counting failure never affects the call."""
+    key = counter_key(deps.ledger.prefix, "stripe")
+    with contextlib.suppress(RedisError, OSError):
+        await deps.ledger.redis.hincrby(key, f"{endpoint}|{outcome}", 1)  # type: ignore[misc]
 
 
 async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:

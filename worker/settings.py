@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from ledger.settings import BaseServiceSettings
 from worker.ratelimit import RateBudget
@@ -97,6 +97,16 @@ class WorkerSettings(BaseServiceSettings):
         description="How often the reconciler runs (once across all workers); a divisor of 60 "
         "below a minute, a whole number of minutes dividing 60 above; 0 turns it off.",
     )
+
+    @model_validator(mode="after")
+    def _lease_outlives_an_attempt(self) -> WorkerSettings:
+        """The reconciler treats an attempt older than the lease as lost; none may live longer."""
+        if self.in_progress_lease_seconds <= self.job_timeout_seconds:
+            raise ValueError(
+                "FCD_IN_PROGRESS_LEASE_SECONDS must be longer than FCD_JOB_TIMEOUT_SECONDS "
+                f"({self.in_progress_lease_seconds} <= {self.job_timeout_seconds})"
+            )
+        return self
 
     def rate_budget(self) -> RateBudget:
         """The shared limiter's budget from these settings (leases outlive the HTTP timeout)."""

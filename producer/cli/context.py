@@ -11,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ledger.audit import AuditTrail
 from ledger.logging import configure_logging
+from ledger.settings import InvalidSettings, load_settings
 from ledger.store import Ledger
 from producer.settings import ProducerSettings
 
@@ -26,10 +27,18 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+def cli_settings() -> ProducerSettings:
+    """The CLI's settings from ``FCD_*``; a bad value is a clear error (exit 2), never a trace."""
+    try:
+        return load_settings(ProducerSettings)
+    except InvalidSettings as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+
+
 @asynccontextmanager
 async def open_ledger(settings: ProducerSettings | None = None) -> AsyncIterator[Ledger]:
     """A ledger on ``FCD_REDIS_URL``; log lines (audit events included) go to stderr."""
-    settings = settings or ProducerSettings()
+    settings = settings or cli_settings()
     configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
     audit = AuditTrail(settings.audit_log_path)
     redis = Redis.from_url(settings.redis_url)

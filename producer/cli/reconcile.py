@@ -7,8 +7,7 @@ import getpass
 from typing import Any
 
 from ledger.reconcile import reconcile
-from producer.cli.context import CliError, open_ledger
-from producer.settings import ProducerSettings
+from producer.cli.context import CliError, cli_settings, open_ledger
 
 
 def register(sub: Any) -> None:
@@ -22,7 +21,7 @@ def register(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = ProducerSettings()
+    settings = cli_settings()
     operator = args.operator if args.operator is not None else getpass.getuser()
     async with open_ledger(settings) as ledger:
         report = await reconcile(

@@ -33,9 +33,8 @@ from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
 from ledger.retention.sources import BadAccountFile, file_pages
 from ledger.retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 from ledger.store import Ledger
-from producer.cli.context import EXIT_BAD_INPUT, CliError, open_ledger
+from producer.cli.context import EXIT_BAD_INPUT, CliError, cli_settings, open_ledger
 from producer.cli.sweep_view import follow, runs_table, summary_lines
-from producer.settings import ProducerSettings
 
 EXIT_REFUSED = 3
 LOCAL_LOCK_SECONDS = 6 * 3600
@@ -63,7 +62,7 @@ def register(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = ProducerSettings()
+    settings = cli_settings()
     try:
         policy = get_policy(args.policies or settings.retention_policies, args.policy)
     except PolicyError as exc:

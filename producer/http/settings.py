@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from producer.settings import ProducerSettings
 
@@ -39,6 +39,16 @@ class IntakeSettings(ProducerSettings):
     redis_max_connections: int = Field(
         default=64, description="Connections in the intake's one Redis pool."
     )
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_parse(cls, value: SecretStr) -> SecretStr:
+        """Refuse a malformed value at start-up, naming the problem but never the value."""
+        try:
+            parse_tokens(value.get_secret_value())
+        except BadTokenConfig as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     def service_tokens(self) -> dict[str, SecretStr]:
         """Service name -> token; raises :class:`BadTokenConfig` on a malformed value."""

@@ -8,8 +8,10 @@ import time
 from redis.asyncio import Redis
 
 from ledger.audit import STATUS_CHANGED
-from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX
+from ledger.bulk import BulkItem, submit_many
+from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, is_batch_job_id
 from ledger.models import RequestStatus
+from ledger.operator import cancel
 from ledger.reconcile import REENQUEUED, reconcile, reenqueue
 from ledger.store import Ledger
 from tests.ledger.operator_support import in_progress, submitted
@@ -60,7 +62,9 @@ async def test_retry_scheduled_without_job_is_reenqueued(ledger: Ledger, redis: 
 
 
 async def test_stuck_in_progress_past_lease_is_requeued(ledger: Ledger, redis: Redis) -> None:
-    """in_progress past the lease with no worker holding it goes back to queued with a new job."""
+    """in_progress past the lease goes back to queued with a new job, even when arq still holds a
+    stale in-progress key for it (a killed worker's key outlives the attempt by up to a day);
+    a request inside its lease is left alone."""
     stuck = await in_progress(ledger, "fca_stuck")
     fresh = await in_progress(ledger, "fca_fresh")
     await redis.hset(ledger.request_key(stuck.request_id), "updated_at", str(time.time() - 2000))  # type: ignore[misc]
@@ -68,14 +72,17 @@ async def test_stuck_in_progress_past_lease_is_requeued(ledger: Ledger, redis: R
     await redis.hset(ledger.request_key(held.request_id), "updated_at", str(time.time() - 2000))  # type: ignore[misc]
     await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + str(held.job_id), b"1", ex=60)
     report = await reconcile(ledger, lease_seconds=LEASE)
-    assert [r.request_id for r in report.repairs] == [stuck.request_id]
+    assert sorted(r.request_id for r in report.repairs) == sorted(
+        [stuck.request_id, held.request_id]
+    )
+    assert "stale" in next(r.problem for r in report.repairs if r.request_id == held.request_id)
     moved = await ledger.get(stuck.request_id)
     assert moved.status == RequestStatus.QUEUED and moved.attempts == 1
     assert moved.job_id != stuck.job_id
     last = (await ledger.history(stuck.request_id))[-1]
     assert (last["event"], last["from"], last["to"]) == (STATUS_CHANGED, "in_progress", "queued")
     assert (await ledger.get(fresh.request_id)).status == RequestStatus.IN_PROGRESS
-    assert (await ledger.get(held.request_id)).status == RequestStatus.IN_PROGRESS
+    assert (await ledger.get(held.request_id)).status == RequestStatus.QUEUED
 
 
 async def test_dry_run_reports_and_changes_nothing(ledger: Ledger, redis: Redis) -> None:
@@ -110,3 +117,34 @@ async def test_reenqueue_is_a_compare_and_set(ledger: Ledger, redis: Redis) -> N
     assert new_job is not None
     assert await reenqueue(ledger, request) is None
     assert (await ledger.get(request.request_id)).job_id == new_job
+
+
+async def test_batch_job_covers_its_requests_until_it_is_gone(ledger: Ledger, redis: Redis) -> None:
+    """Requests recorded under a live batch job are left alone; once the batch job is deleted,
+    each still waiting request gets a job of its own (one already moved on is not touched)."""
+    await submit_many(ledger, [BulkItem(f"fca_batch{n}", "r") for n in range(3)])
+    batched = [await ledger.resolve(f"fca_batch{n}") for n in range(3)]
+    (batch_id,) = {r.job_id for r in batched}
+    assert is_batch_job_id(batch_id)
+    assert (await reconcile(ledger, lease_seconds=LEASE)).repairs == []
+    moved = await ledger.transition(batched[0], RequestStatus.CANCELLED)
+    await redis.delete(ARQ_JOB_KEY_PREFIX + str(batch_id))
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert sorted(r.request_id for r in report.repairs) == sorted(r.request_id for r in batched[1:])
+    for request in batched[1:]:
+        repaired = await ledger.get(request.request_id)
+        assert repaired.job_id == f"{request.request_id}.1"
+        assert await redis.zscore(ledger.queue_name, str(repaired.job_id)) is not None
+        events = [h["event"] for h in await ledger.history(request.request_id)]
+        assert events == [STATUS_CHANGED, REENQUEUED]
+    assert (await ledger.get(moved.request_id)).status == RequestStatus.CANCELLED
+
+
+async def test_cancelling_one_request_keeps_its_batch_job(ledger: Ledger, redis: Redis) -> None:
+    """An operator cancel withdraws a request's own job, never the batch its neighbours share."""
+    await submit_many(ledger, [BulkItem(f"fca_keep{n}", "r") for n in range(2)])
+    first = await ledger.resolve("fca_keep0")
+    outcome = await cancel(ledger, first.request_id, operator="alice", reason="test")
+    assert outcome.ok
+    assert await redis.exists(ARQ_JOB_KEY_PREFIX + str(first.job_id))
+    assert await redis.zscore(ledger.queue_name, str(first.job_id)) is not None

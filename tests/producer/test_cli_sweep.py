@@ -110,7 +110,7 @@ async def test_apply_over_the_guard_is_refused_unless_forced(
     forced = fcd(["sweep", "--policy", "inactive", "--apply", "--force"], env)
     assert forced.returncode == 0, forced.stderr
     assert "submitted 6  merged into existing 0" in forced.stdout
-    assert await redis.zcard(f"{namespace}bulk") == 6
+    assert await redis.zcard(f"{namespace}bulk") == 1  # one batch job for the 6 requests
     assert await redis.zcard(f"{namespace}urgent") == 0
     listed = json.loads(fcd(["sweeps", "--json"], env).stdout)
     assert [r["status"] for r in listed] == ["finished", "refused"]

@@ -359,3 +359,19 @@ async def test_attempts_lost_without_outcome_still_exhaust_the_budget(
     assert done.status == RequestStatus.FAILED
     last = (await ledger.history(request.request_id))[-1]
     assert "earlier attempts ended without a recorded outcome" in last["message"]
+
+
+async def test_every_stripe_call_is_counted_by_endpoint_and_outcome(
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+) -> None:
+    """Each call made lands in P metrics:stripe as endpoint|outcome (read by /metrics)."""
+    [account] = await admin.create_accounts(1)
+    await admin.script(account, {"status": 503})
+    deps = make_deps()
+    request = await submit(ledger, account)
+    await run_current_job(deps, request.request_id)
+    await asyncio.sleep(0.06)
+    await run_current_job(deps, request.request_id)
+    raw = await ledger.redis.hgetall(f"{ledger.prefix}metrics:stripe")  # type: ignore[misc]
+    counts = {k.decode(): int(v) for k, v in raw.items()}
+    assert counts == {"retrieve|ok": 2, "disconnect|503": 1, "disconnect|ok": 1}

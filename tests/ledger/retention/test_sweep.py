@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
+from ledger.jobs import ARQ_JOB_KEY_PREFIX, BATCH_JOB
 from ledger.models import RequestSource, RequestStatus
 from ledger.retention.policy import RetentionPolicy, Rule
 from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
@@ -111,7 +112,8 @@ async def test_guard_refuses_and_submits_nothing_unless_forced(
 async def test_apply_routes_to_the_bulk_queue_and_merges_existing(
     bulk_ledger: Ledger, redis: Redis, tmp_path: Path
 ) -> None:
-    """Sweep requests wait in the bulk queue with the rule's reason; an active one is merged."""
+    """Sweep requests wait in the bulk queue (one batch job for the chunk, listing exactly the
+    requests it recorded) with the rule's reason; an active one is merged, not batched."""
     existing = await bulk_ledger.submit("fca_i0", source=RequestSource.DELETION_EVENT)
     runs = SweepRuns(redis, bulk_ledger.prefix, bulk_ledger.audit)
     chosen = policy()
@@ -119,7 +121,12 @@ async def test_apply_routes_to_the_bulk_queue_and_merges_existing(
     pages = file_pages(accounts_file(tmp_path, inactive=5, active=0))
     done = await run_sweep(bulk_ledger, runs, run, chosen, pages, SweepOptions(apply=True), now=NOW)
     assert (done.submitted, done.merged) == (4, 1)
-    assert await redis.zcard(bulk_ledger.bulk_queue_name) == 4
+    (batch_id,) = await redis.zrange(bulk_ledger.bulk_queue_name, 0, -1)
+    job = json.loads(await redis.get(ARQ_JOB_KEY_PREFIX + batch_id.decode()))
+    assert job["f"] == BATCH_JOB
+    batched = [(await bulk_ledger.resolve(f"fca_i{n}")) for n in range(1, 5)]
+    assert job["a"] == [{"v": 1, "request_ids": [r.request_id for r in batched]}]
+    assert {r.job_id for r in batched} == {batch_id.decode()}
     assert await redis.zcard(bulk_ledger.queue_name) == 1  # the user's own request
     request = await bulk_ledger.resolve("fca_i3")
     assert request.source == RequestSource.RETENTION_POLICY
@@ -145,29 +152,32 @@ async def test_history_is_stored_compact_and_read_back_complete(
 ) -> None:
     """Stored records omit nulls and the request's own fields; reads restore every audit key."""
     submitted = await bulk_ledger.submit("fca_h1", source=RequestSource.OPERATOR, reason="why")
+    request = await bulk_ledger.get(submitted.request_id)
+    await bulk_ledger.transition(request, RequestStatus.IN_PROGRESS, attempts_delta=1)
     raw = await redis.lrange(bulk_ledger.history_key(submitted.request_id), 0, -1)  # type: ignore[misc]
-    stored = json.loads(raw[0])
-    assert "request_id" not in stored and "http_status" not in stored
-    (record,) = await bulk_ledger.history(submitted.request_id)
+    stored = [json.loads(item) for item in raw]
+    assert all("request_id" not in s and "http_status" not in s for s in stored)
+    records = await bulk_ledger.history(submitted.request_id)
     audited = [json.loads(line) for line in audit_path.read_text().splitlines()]
-    assert record == audited[-1]
+    assert records == audited[-2:]
 
 
 async def test_bulk_submission_waits_while_the_queue_is_too_deep(
     bulk_ledger: Ledger, redis: Redis
 ) -> None:
-    """With the bulk queue above its bound, submission pauses until a worker drains it."""
+    """With more queued requests than the bound, submission pauses until workers take them."""
     items = [BulkItem(f"fca_b{n}", "r") for n in range(30)]
     depths: list[int] = []
+    queued = bulk_ledger.status_key(RequestStatus.QUEUED)
 
     async def drain_and_watch(_: Any) -> None:
-        depths.append(await redis.zcard(bulk_ledger.bulk_queue_name))
+        depths.append(await redis.zcard(queued))
 
     await submit_many(bulk_ledger, items[:10], chunk_size=10)
 
-    async def worker() -> None:
-        while await redis.zcard(bulk_ledger.bulk_queue_name) > 0 or len(depths) < 2:
-            await redis.zpopmin(bulk_ledger.bulk_queue_name, 5)
+    async def worker() -> None:  # claims requests: they leave the queued index
+        while await redis.zcard(queued) > 0 or len(depths) < 2:
+            await redis.zpopmin(queued, 5)
             await asyncio.sleep(0.02)
 
     drainer = asyncio.create_task(worker())
