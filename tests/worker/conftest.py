@@ -6,15 +6,13 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
 from ledger.store import Ledger
 from stripe_emulator import DEFAULT_API_KEY, EmulatorConfig, RunningEmulator, run_emulator
 from tests.emulator_admin import EmulatorAdmin
+from tests.worker_deps import build_test_deps
 from worker.disconnect import DisconnectDeps
-from worker.ratelimit import RateBudget, RateLimiter
-from worker.retry import RetryPolicy
-from worker.stripe_client import StripeClient, client_timeout
+from worker.stripe_client import client_timeout
 
 MakeDeps = Callable[..., DisconnectDeps]
 
@@ -43,23 +41,14 @@ def make_deps(ledger: Ledger, emulator: RunningEmulator, http: aiohttp.ClientSes
     """Build job deps against the emulator; keyword overrides for policy and precheck."""
 
     def build(
-        *,
-        api_key: str = DEFAULT_API_KEY,
-        max_attempts: int = 5,
-        precheck_account: bool = True,
+        *, api_key: str = DEFAULT_API_KEY, max_attempts: int = 5, precheck_account: bool = True
     ) -> DisconnectDeps:
-        return DisconnectDeps(
-            ledger=ledger,
-            stripe=StripeClient(http, emulator.url, SecretStr(api_key), "2026-06-24.dahlia"),
-            gate=RateLimiter(
-                ledger.redis,
-                RateBudget(dict.fromkeys(("disconnect", "retrieve", "list"), 500.0), 1000.0, 20),
-                key_prefix=f"{ledger.prefix}rl:",
-                pause_key=f"{ledger.prefix}paused",
-            ),
-            policy=RetryPolicy(
-                base_seconds=0.01, cap_seconds=0.05, max_attempts=max_attempts, max_age_seconds=60
-            ),
+        return build_test_deps(
+            ledger,
+            emulator.url,
+            http,
+            api_key=api_key,
+            max_attempts=max_attempts,
             precheck_account=precheck_account,
         )
 

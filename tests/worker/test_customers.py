@@ -8,7 +8,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
 from ledger.audit import AuditTrail
 from ledger.customer_models import CustomerStatus
@@ -21,11 +20,10 @@ from ledger.store import Ledger
 from producer.intake import IntakeService, parse_body
 from stripe_emulator import DEFAULT_API_KEY, EmulatorConfig, RunningEmulator, run_emulator
 from tests.emulator_admin import EmulatorAdmin
+from tests.worker_deps import build_test_deps
 from worker.customers import CustomerDeps, run_customer
-from worker.disconnect import DisconnectDeps, run_disconnect
-from worker.ratelimit import RateBudget, RateLimiter
-from worker.retry import RetryPolicy
-from worker.stripe_client import StripeClient, client_timeout
+from worker.disconnect import run_disconnect
+from worker.stripe_client import client_timeout
 
 pytestmark = pytest.mark.integration
 
@@ -50,18 +48,7 @@ def customers(ledger: Ledger) -> CustomerLedger:
 def make_deps(
     ledger: Ledger, customers: CustomerLedger, url: str, http: aiohttp.ClientSession, key: str
 ) -> CustomerDeps:
-    gate = RateLimiter(
-        ledger.redis,
-        RateBudget(dict.fromkeys(("disconnect", "retrieve", "list"), 500.0), 1000.0, 20),
-        key_prefix=f"{ledger.prefix}rl:",
-        pause_key=f"{ledger.prefix}paused",
-    )
-    base = DisconnectDeps(
-        ledger=ledger,
-        stripe=StripeClient(http, url, SecretStr(key), "2026-06-24.dahlia"),
-        gate=gate,
-        policy=RetryPolicy(base_seconds=0.01, cap_seconds=0.05, max_attempts=3, max_age_seconds=60),
-    )
+    base = build_test_deps(ledger, url, http, api_key=key, max_attempts=3)
     return CustomerDeps(customers, base)
 
 

@@ -7,14 +7,12 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from devenv.processes import ProcessGroup, start_emulator, worker_env
+from devenv.processes import ProcessGroup, worker_env
 from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
 from ledger.models import RequestSource
@@ -23,20 +21,6 @@ from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    processes = ProcessGroup(tmp_path / "logs")
-    yield processes
-    processes.stop_all()
-
-
-@pytest.fixture
-async def admin(group: ProcessGroup) -> AsyncIterator[EmulatorAdmin]:
-    url = start_emulator(group, accounts=0, extra=["--no-limits"])
-    async with aiohttp.ClientSession() as session:
-        yield EmulatorAdmin(url, session)
 
 
 @pytest.fixture
@@ -64,7 +48,11 @@ def env(ledger: Ledger, redis_url: str, emulator: str, **extra: str) -> dict[str
 
 
 async def test_scheduled_sweep_runs_once_per_time_across_two_workers(
-    group: ProcessGroup, bulk_ledger: Ledger, admin: EmulatorAdmin, redis_url: str, tmp_path: Path
+    group: ProcessGroup,
+    bulk_ledger: Ledger,
+    process_admin: EmulatorAdmin,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     """Two bulk workers share a two-second schedule: each scheduled time yields exactly one run."""
     accounts = tmp_path / "accounts.jsonl"
@@ -75,7 +63,7 @@ async def test_scheduled_sweep_runs_once_per_time_across_two_workers(
         'schedule = "*/2 * * * * *"\nmax_disconnects = 10\nmax_fraction = 1.0\n'
         '[[policies.every-two.rules]]\nreason = "cron test"\nselect_all = true\n'
     )
-    settings = env(bulk_ledger, redis_url, admin.base, retention_policies=str(policies))
+    settings = env(bulk_ledger, redis_url, process_admin.base, retention_policies=str(policies))
     for n in range(2):
         group.start(f"bulk{n}", ["-m", "worker", "--queue", "bulk"], settings)
     runs = SweepRuns(bulk_ledger.redis, bulk_ledger.prefix, AuditTrail())
@@ -94,17 +82,17 @@ async def test_scheduled_sweep_runs_once_per_time_across_two_workers(
 
 
 async def test_urgent_deletions_are_served_before_the_sweep_backlog(
-    group: ProcessGroup, bulk_ledger: Ledger, admin: EmulatorAdmin, redis_url: str
+    group: ProcessGroup, bulk_ledger: Ledger, process_admin: EmulatorAdmin, redis_url: str
 ) -> None:
     """With a bulk backlog and 5 calls/s, user deletions are disconnected within about a second,
     ahead of sweep requests queued long before them."""
-    sweep_accounts = await admin.create_accounts(30)
+    sweep_accounts = await process_admin.create_accounts(30)
     items = [BulkItem(a, "retention test") for a in sweep_accounts]
     await submit_many(bulk_ledger, items)
     settings = env(
         bulk_ledger,
         redis_url,
-        admin.base,
+        process_admin.base,
         precheck_account="false",
         stripe_rate_limit="5",
         stripe_global_rate_limit="5",
@@ -112,17 +100,21 @@ async def test_urgent_deletions_are_served_before_the_sweep_backlog(
     group.start("urgent", ["-m", "worker"], settings)
     group.start("bulk", ["-m", "worker", "--queue", "bulk"], settings)
     started = time.monotonic()
-    while len(await admin.requests()) < 3:  # the sweep backlog is being worked on
+    while len(await process_admin.requests()) < 3:  # the sweep backlog is being worked on
         assert time.monotonic() - started < 20, group.log_text("bulk")
         await asyncio.sleep(0.1)
     submitted_at = {}
-    for account in await admin.create_accounts(3):
+    for account in await process_admin.create_accounts(3):
         submitted_at[account] = time.time()
         await bulk_ledger.submit(account, source=RequestSource.DELETION_EVENT)
         await asyncio.sleep(0.3)
     deadline = time.monotonic() + 20
     while True:
-        calls = {r["account_id"]: r["ts"] for r in await admin.requests() if r["method"] == "POST"}
+        calls = {
+            r["account_id"]: r["ts"]
+            for r in await process_admin.requests()
+            if r["method"] == "POST"
+        }
         if all(a in calls for a in submitted_at):
             break
         assert time.monotonic() < deadline, group.log_text("urgent")

@@ -14,14 +14,12 @@ import aiohttp
 import pytest
 import stripe
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
 
 from ledger.models import RequestStatus
 from ledger.store import Ledger
 from producer.webhooks.apply import apply_event
 from producer.webhooks.inbox import GROUP, WebhookInbox
 from stripe_emulator import (
-    DEFAULT_API_KEY,
     EmulatorConfig,
     RunningEmulator,
     WebhookEndpoint,
@@ -29,10 +27,9 @@ from stripe_emulator import (
     sign_webhook_payload,
 )
 from tests.producer.http.conftest import BILLING, WEBHOOK_SECRETS, account_body
-from worker.disconnect import DisconnectDeps, run_disconnect
-from worker.ratelimit import RateBudget, RateLimiter
-from worker.retry import RetryPolicy
-from worker.stripe_client import StripeClient, client_timeout
+from tests.worker_deps import build_test_deps
+from worker.disconnect import run_disconnect
+from worker.stripe_client import client_timeout
 
 Client = TestClient[Any, Any]
 pytestmark = pytest.mark.integration
@@ -158,21 +155,7 @@ async def test_our_disconnect_is_confirmed_by_its_webhook(
             "/v1/disconnect-requests", json=account_body(account_id), headers=BILLING
         )
         request_id = (await resp.json())["request_ids"][0]
-        deps = DisconnectDeps(
-            ledger=ledger,
-            stripe=StripeClient(
-                http, emulator_to_intake.url, SecretStr(DEFAULT_API_KEY), "2026-06-24.dahlia"
-            ),
-            gate=RateLimiter(
-                ledger.redis,
-                RateBudget(dict.fromkeys(("disconnect", "retrieve", "list"), 500.0), 1000.0, 20),
-                key_prefix=f"{ledger.prefix}rl:",
-                pause_key=f"{ledger.prefix}paused",
-            ),
-            policy=RetryPolicy(
-                base_seconds=0.01, cap_seconds=0.05, max_attempts=3, max_age_seconds=60
-            ),
-        )
+        deps = build_test_deps(ledger, emulator_to_intake.url, http, max_attempts=3)
         await run_disconnect(deps, request_id, f"{request_id}.1")
 
         async def confirmed() -> bool:
