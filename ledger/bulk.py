@@ -161,18 +161,26 @@ async def _submit_chunk(
         async with ledger.redis.pipeline(transaction=False) as pipe:
             for call in calls:
                 await ledger.run_create(call, client=pipe)
-            answers: list[Any] = await pipe.execute()
+            # Every call's answer, errors included: the calls that succeeded must be audited.
+            answers: list[Any] = await pipe.execute(raise_on_error=False)
         return answers
 
-    def publish(answers: list[Any]) -> None:
+    def publish(answers: list[Any]) -> BaseException | None:
+        failure: BaseException | None = None
         for call, answer in zip(calls, answers, strict=True):
+            if isinstance(answer, BaseException):
+                failure = failure or answer
+                continue
             for submission in ledger.finish_create(call, answer):
                 if submission.merged:
                     result.merged += 1
                 else:
                     result.submitted += 1
+        return failure
 
-    await ledger.published(send(), publish)
+    failure = await ledger.published(send(), publish)
+    if failure is not None:  # each CREATE is all-or-nothing: a failed one wrote nothing
+        raise failure
 
 
 def _batch_call(ledger: Ledger, batch: list[PreparedSubmission]) -> CreateCall:

@@ -29,6 +29,11 @@ from pydantic import BaseModel, ConfigDict
 DISCONNECT_JOB = "disconnect_account"
 BATCH_JOB = "disconnect_batch"
 BATCH_JOB_ID_PREFIX = "b_"
+#: A running batch job refreshes its heartbeat (``P batch:<job id>:alive``) this often, with a
+#: time to live of :data:`BATCH_HEARTBEAT_TTL_SECONDS`. arq keeps a dead worker's in-progress
+#: key for a day on bulk workers, so the reconciler trusts the heartbeat instead.
+BATCH_HEARTBEAT_SECONDS = 15.0
+BATCH_HEARTBEAT_TTL_SECONDS = 60.0
 #: Stands for the request ids in :func:`batch_job_template`; the CREATE script fills them in.
 BATCH_IDS_PLACEHOLDER = "__IDS__"
 ARQ_JOB_KEY_PREFIX = "arq:job:"
@@ -65,6 +70,11 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError("arq job record must be a JSON object")
     return value
+
+
+def batch_heartbeat_key(prefix: str, job_id: str) -> str:
+    """The heartbeat of a running batch job; ``""`` for a job that is not a batch."""
+    return f"{prefix}batch:{job_id}:alive" if is_batch_job_id(job_id) else ""
 
 
 def job_id_for(request_id: str, sequence: int) -> str:

@@ -33,7 +33,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ledger.audit import TransitionDetails
-from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, arq_job_record
+from ledger.jobs import (
+    ARQ_IN_PROGRESS_KEY_PREFIX,
+    ARQ_JOB_KEY_PREFIX,
+    arq_job_record,
+    batch_heartbeat_key,
+)
 from ledger.models import DisconnectRequest, RequestStatus, StaleTransition
 from ledger.records import request_record, stored, text
 from ledger.scripts import MATERIALISE
@@ -44,7 +49,8 @@ WAITING = (RequestStatus.QUEUED, RequestStatus.RETRY_SCHEDULED)
 _BATCH = 500
 
 # KEYS: req, hist, queue. ARGV: request_id, expected_status, expected_job, record, job_bytes,
-#   score_ms, expire_ms, job_prefix, in_progress_prefix, only_if_orphaned ("1"/"0").
+#   score_ms, expire_ms, job_prefix, in_progress_prefix, only_if_orphaned ("1"/"0"),
+#   batch_heartbeat_key ('' unless the job is a batch: then "held" also needs the heartbeat).
 # Returns {1, new_job} on success, {0, status, job} if the request moved or its job is alive.
 REENQUEUE = (
     MATERIALISE
@@ -54,7 +60,9 @@ if not status then return {0, '', ''} end
 local job = redis.call('HGET', KEYS[1], 'job_id') or ''
 if status ~= ARGV[2] or job ~= ARGV[3] then return {0, status, job} end
 if ARGV[10] == '1' and job ~= '' and redis.call('EXISTS', ARGV[8] .. job) == 1 then
-  if redis.call('ZSCORE', KEYS[3], job) or redis.call('EXISTS', ARGV[9] .. job) == 1 then
+  local held = redis.call('EXISTS', ARGV[9] .. job) == 1
+  if held and ARGV[11] ~= '' then held = redis.call('EXISTS', ARGV[11]) == 1 end
+  if redis.call('ZSCORE', KEYS[3], job) or held then
     return {0, status, job}
   end
 end
@@ -182,10 +190,12 @@ async def _job_states(ledger: Ledger, batch: list[DisconnectRequest]) -> list[_J
             pipe.exists(ARQ_JOB_KEY_PREFIX + job)
             pipe.zscore(ledger.queue_of(request), job)
             pipe.exists(ARQ_IN_PROGRESS_KEY_PREFIX + job)
+            pipe.exists(batch_heartbeat_key(ledger.prefix, job) or ARQ_IN_PROGRESS_KEY_PREFIX + job)
         raw = await pipe.execute()
     states = []
     for index, request in enumerate(batch):
-        exists, score, held = raw[3 * index : 3 * index + 3]
+        exists, score, in_progress, beating = raw[4 * index : 4 * index + 4]
+        held = bool(in_progress) and bool(beating)  # a batch's arq key alone may be a dead one's
         has_job = bool(request.job_id)
         states.append(
             _JobState(has_job and bool(exists), score is not None, has_job and bool(held))
@@ -262,6 +272,7 @@ async def reenqueue(
     args += [stored(record, request), arq_job_record(request.request_id), int(now * 1000)]
     args += [ledger.job_expires_ms, ARQ_JOB_KEY_PREFIX, ARQ_IN_PROGRESS_KEY_PREFIX]
     args.append("1" if only_if_orphaned else "0")
+    args.append(batch_heartbeat_key(ledger.prefix, request.job_id or ""))
     script = ledger.redis.register_script(REENQUEUE)
 
     def publish(result: Any) -> str | None:

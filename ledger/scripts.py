@@ -54,9 +54,14 @@ CREATE = (
     + """
 local function promote(existing, ekey)
   local f = redis.call('HMGET', ekey, 'status', 'priority', 'source', 'job_id')
-  if f[1] ~= 'queued' and f[1] ~= 'retry_scheduled' then return '' end
+  if f[1] ~= 'queued' and f[1] ~= 'retry_scheduled' and f[1] ~= 'in_progress' then return '' end
   local priority = f[2] or (f[3] == ARGV[10] and 'bulk' or 'urgent')
   if priority ~= 'bulk' then return '' end
+  if f[1] == 'in_progress' then
+    -- Its attempt is under way: whatever it enqueues next goes to the urgent queue.
+    redis.call('HSET', ekey, 'priority', 'urgent')
+    return '+'
+  end
   local due = tonumber(ARGV[4])
   local old = f[4] and redis.call('ZSCORE', KEYS[4], f[4])
   if old and tonumber(old) > due then due = tonumber(old) end
@@ -74,7 +79,9 @@ local function merge(existing, record)
   local promoted = ''
   if ARGV[8] ~= '' then promoted = promote(existing, ekey) end
   record = string.gsub(record, '__EXISTING__', existing, 1)
-  if promoted ~= '' then
+  if promoted == '+' then
+    record = string.sub(record, 1, -2) .. ',"message":' .. cjson.encode(ARGV[9]) .. '}'
+  elseif promoted ~= '' then
     record = string.sub(record, 1, -2) .. ',"job_id":"' .. promoted .. '","message":'
       .. cjson.encode(ARGV[9]) .. '}'
   end
@@ -82,10 +89,14 @@ local function merge(existing, record)
   return {0, existing, promoted}
 end
 
-local answers, created = {}, {}
+local answers, created, existings = {}, {}, {}
+-- Read every account's active key first: an error here aborts before anything is written.
+for i = 1, (#ARGV - 10) / 3 do
+  existings[i] = redis.call('GET', KEYS[4 + 2 * (i - 1) + 1])
+end
 for i = 1, (#ARGV - 10) / 3 do
   local a, k = 10 + 3 * (i - 1), 4 + 2 * (i - 1)
-  local existing = redis.call('GET', KEYS[k + 1])
+  local existing = existings[i]
   if existing then
     answers[i] = merge(existing, ARGV[a + 3])
   else
@@ -106,7 +117,8 @@ return answers
 """
 )
 
-# KEYS: req, hist, status_from, status_to, active, queue, account_requests
+# KEYS: req, hist, status_from, status_to, active, queue, account_requests, urgent_queue
+# (an enqueue goes to urgent_queue instead of queue if the request was promoted meanwhile)
 # ARGV: request_id, expected_status, expected_job_id, to, now, record, terminal, attempts_delta,
 #       enqueue ("1"/"0"), job_bytes, score, expire_ms, job_prefix, then field/value pairs
 # Returns {1, job_id} on success, {0, actual_status, actual_job} on a stale expectation,
@@ -141,7 +153,9 @@ if ARGV[9] == '1' then
   job = ARGV[1] .. '.' .. seq
   redis.call('HSET', KEYS[1], 'job_id', job)
   redis.call('SET', ARGV[13] .. job, ARGV[10], 'PX', ARGV[12])
-  redis.call('ZADD', KEYS[6], ARGV[11], job)
+  local queue = KEYS[6]
+  if redis.call('HGET', KEYS[1], 'priority') == 'urgent' then queue = KEYS[8] end
+  redis.call('ZADD', queue, ARGV[11], job)
 end
 local record = string.gsub(ARGV[6], '"job_id":"__JOB__"', '"job_id":"' .. job .. '"', 1)
 redis.call('RPUSH', KEYS[2], record)

@@ -20,6 +20,7 @@ The layout is in :mod:`ledger.scripts`, reads in :mod:`ledger.reads`, record hel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -105,7 +106,15 @@ class Ledger(LedgerReads):
         async def unit() -> R:
             return publish(await step)
 
-        return await asyncio.shield(unit())
+        task = asyncio.ensure_future(unit())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Finish the write's publication before honouring the cancellation, so the caller
+            # (and a shutdown closing Redis and the audit file after it) sees a settled ledger.
+            with contextlib.suppress(Exception):
+                await task
+            raise
 
     # -- submissions --------------------------------------------------------------------------
 
@@ -211,6 +220,7 @@ class Ledger(LedgerReads):
             self.active_key(request.account_id),
             self.queue_of(request),
             self.account_requests_key(request.account_id),
+            self.queue_name,
         ]
         expected_job = (request.job_id or "") if expect_job else ""
         args: list[Any] = [request.request_id, request.status.value, expected_job, to.value, now]

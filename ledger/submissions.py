@@ -30,6 +30,9 @@ from ledger.records import dump, flatten, hash_fields, request_record, text
 
 #: The ``message`` of a merge record whose submission promoted the request to the urgent queue.
 PROMOTED_MESSAGE = "promoted to the urgent queue"
+#: CREATE's answer for a request promoted while its attempt runs: no new job; its next enqueue
+#: (a retry) goes to the urgent queue.
+PROMOTED_IN_FLIGHT = "+"
 _EXISTING = "__EXISTING__"
 
 
@@ -135,7 +138,9 @@ def finish(call: CreateCall, answers: list[Any]) -> list[tuple[Submission, dict[
             results.append((Submission(text(request_id), merged=False), record))
             continue
         record = {**submission.merge, "request_id": text(request_id)}
-        if text(promoted):
+        if text(promoted) == PROMOTED_IN_FLIGHT:
+            record.update(message=PROMOTED_MESSAGE)
+        elif text(promoted):
             record.update(job_id=text(promoted), message=PROMOTED_MESSAGE)
         results.append((Submission(text(request_id), merged=True), record))
     return results

@@ -166,7 +166,7 @@ def build_worker(
         func(disconnect_account, name=DISCONNECT_JOB, max_tries=1_000),
         func(disconnect_customer, name=CUSTOMER_JOB, max_tries=1_000),
     ]
-    if bulk:
+    if bulk or settings.bulk_queue_name == settings.queue_name:
         # Long-running jobs only where they are enqueued: arq keeps every in-progress key for its
         # longest function timeout, so urgent workers keep theirs short (job timeout + 10 s).
         sweep_timeout = settings.sweep_timeout_seconds

@@ -13,6 +13,9 @@ Contract of :func:`run_batch`:
 - Cancelled (worker shutdown), every attempt in flight is given back the same way before the
   batch returns; requests the batch had not started keep the batch's job id and are run when arq runs the batch again. If
   the job is lost instead, the reconciler gives each of them a job of its own.
+- While it runs it refreshes a heartbeat key (:func:`ledger.jobs.batch_heartbeat_key`): if the
+  worker dies, the reconciler sees the heartbeat expire and gives the waiting requests jobs of
+  their own, instead of trusting arq's in-progress key (kept a day on bulk workers).
 - One request's unexpected error is logged and does not stop the others (the reconciler repairs
   that request once the batch job is gone).
 """
@@ -20,12 +23,15 @@ Contract of :func:`run_batch`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import RedisError
 
+from ledger.jobs import BATCH_HEARTBEAT_SECONDS, BATCH_HEARTBEAT_TTL_SECONDS, batch_heartbeat_key
 from worker.disconnect import DisconnectDeps, run_disconnect
 
 log = structlog.get_logger("fcd.worker")
@@ -46,9 +52,25 @@ async def run_batch(deps: BatchDeps, request_ids: Sequence[str], job_id: str) ->
     """Run every request of batch job ``job_id``; count the results (each a status,
     ``"skipped"``, ``"paused"``, ``"timed_out"`` or ``"error"``)."""
     # A TaskGroup, not gather: cancelled, it waits until every attempt has been given back.
-    async with asyncio.TaskGroup() as group:
-        runs = [group.create_task(_one(deps, rid, job_id)) for rid in request_ids]
+    heartbeat = asyncio.create_task(_beat(deps, job_id))
+    try:
+        async with asyncio.TaskGroup() as group:
+            runs = [group.create_task(_one(deps, rid, job_id)) for rid in request_ids]
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     return Counter(run.result() for run in runs)
+
+
+async def _beat(deps: BatchDeps, job_id: str) -> None:
+    """Keep the batch's heartbeat alive while it runs (the reconciler's sign of life)."""
+    key = batch_heartbeat_key(deps.base.ledger.prefix, job_id)
+    ttl_ms = int(BATCH_HEARTBEAT_TTL_SECONDS * 1000)
+    while True:
+        with contextlib.suppress(RedisError, OSError):
+            await deps.base.ledger.redis.set(key, b"1", px=ttl_ms)
+        await asyncio.sleep(BATCH_HEARTBEAT_SECONDS)
 
 
 async def _one(deps: BatchDeps, request_id: str, job_id: str) -> str:

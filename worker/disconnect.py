@@ -42,7 +42,11 @@ async def run_disconnect(deps: DisconnectDeps, request_id: str, job_id: str) -> 
     ``"skipped"`` (not this job's to do) or ``"paused"`` (nothing done; run the job later)."""
     if await get_pause(deps.ledger.redis, key=deps.ledger.pause_key) is not None:
         return "paused"
-    request = await _claim(deps, await deps.ledger.get(request_id), job_id)
+    try:
+        request = await _claim(deps, await deps.ledger.get(request_id), job_id)
+    except asyncio.CancelledError:
+        await asyncio.shield(_give_back_if_claimed(deps, request_id, job_id))
+        raise
     if request is None:
         return "skipped"
     structlog.contextvars.bind_contextvars(attempt=request.attempts)
@@ -95,6 +99,13 @@ async def _claim(
     except StaleTransition as exc:
         log.info("job.lost_race", actual=exc.actual)
         return None
+
+
+async def _give_back_if_claimed(deps: DisconnectDeps, request_id: str, job_id: str) -> None:
+    """Cancelled while claiming: if the claim went through, hand the request straight back."""
+    request = await deps.ledger.get(request_id)
+    if request.status == RequestStatus.IN_PROGRESS and request.job_id == job_id:
+        await _give_back(deps, request)
 
 
 async def _give_back(deps: DisconnectDeps, request: DisconnectRequest) -> None:

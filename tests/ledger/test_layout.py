@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from ledger.audit import MERGED, AuditTrail, TransitionDetails
 from ledger.bulk import BulkItem, submit_many
@@ -121,24 +122,36 @@ async def test_urgent_submission_promotes_a_waiting_bulk_request(
     assert await redis.zscore(bulk_ledger.queue_name, retried.job_id or "") is not None
 
 
-async def test_no_promotion_for_bulk_merges_or_requests_in_flight(
-    bulk_ledger: Ledger, redis: Redis
-) -> None:
-    """A sweep merging into a sweep request, or a deletion merging into one already in flight,
-    changes no queue or job."""
-    await submit_many(bulk_ledger, [BulkItem("fca_q", "r"), BulkItem("fca_f", "r")])
+async def test_no_promotion_for_bulk_merges(bulk_ledger: Ledger, redis: Redis) -> None:
+    """A sweep merging into a sweep request changes no queue, job or priority."""
+    await submit_many(bulk_ledger, [BulkItem("fca_q", "r")])
     await submit_many(bulk_ledger, [BulkItem("fca_q", "again")])
     queued = await bulk_ledger.resolve("fca_q")
     assert queued.priority == RequestPriority.BULK
-    flying = await bulk_ledger.transition(
-        await bulk_ledger.resolve("fca_f"), RequestStatus.IN_PROGRESS, attempts_delta=1
-    )
-    await bulk_ledger.submit("fca_f", source=RequestSource.DELETION_EVENT)
-    assert await bulk_ledger.get(flying.request_id) == flying
     assert await redis.zcard(bulk_ledger.queue_name) == 0
     assert "message" not in json.loads(
         (await redis.lrange(bulk_ledger.history_key(queued.request_id), -1, -1))[0]  # type: ignore[misc]
     )
+
+
+async def test_deletion_merged_into_a_bulk_request_in_flight_sends_its_retry_urgent(
+    bulk_ledger: Ledger, redis: Redis
+) -> None:
+    """A deletion merging into a sweep request whose attempt is running creates no job now, but
+    the attempt's retry is enqueued on the urgent queue, not behind the sweep backlog."""
+    await submit_many(bulk_ledger, [BulkItem("fca_f", "r")])
+    flying = await bulk_ledger.transition(
+        await bulk_ledger.resolve("fca_f"), RequestStatus.IN_PROGRESS, attempts_delta=1
+    )
+    await bulk_ledger.submit("fca_f", source=RequestSource.DELETION_EVENT)
+    assert await redis.zcard(bulk_ledger.queue_name) == 0
+    last = (await bulk_ledger.history(flying.request_id))[-1]
+    assert (last["event"], last["message"]) == (MERGED, PROMOTED_MESSAGE)
+    assert (await bulk_ledger.get(flying.request_id)).priority == RequestPriority.URGENT
+    # The worker still holds its (bulk) snapshot; its retry must go to the urgent queue anyway.
+    retried = await bulk_ledger.transition(flying, RequestStatus.RETRY_SCHEDULED, enqueue_in=0.0)
+    assert await redis.zscore(bulk_ledger.queue_name, retried.job_id or "") is not None
+    assert await redis.zscore(bulk_ledger.bulk_queue_name, retried.job_id or "") is None
 
 
 async def test_a_cancelled_caller_still_publishes_the_audit_record(
@@ -169,3 +182,19 @@ async def test_a_cancelled_caller_still_publishes_the_audit_record(
     lines = audited(audit_path)
     assert [r["to"] for r in lines] == ["queued", "cancelled"]
     assert await ledger.history(request.request_id) == lines
+
+
+async def test_a_failing_batch_in_a_pipeline_writes_nothing_and_the_rest_is_audited(
+    bulk_ledger: Ledger, redis: Redis, audit_path: Path
+) -> None:
+    """One CREATE call of a chunk fails (a corrupt key): that call writes nothing at all, the
+    chunk's other calls are recorded with their batch job and audited, and the error surfaces."""
+    await redis.rpush(bulk_ledger.active_key("fca_c4"), "corrupt")  # type: ignore[misc]
+    items = [BulkItem(f"fca_c{n}", "r") for n in range(1, 5)]
+    with pytest.raises(ResponseError):
+        await submit_many(bulk_ledger, items, batch_size=2)
+    good = [await bulk_ledger.resolve(f"fca_c{n}") for n in (1, 2)]
+    for request in good:
+        assert await redis.exists(ARQ_JOB_KEY_PREFIX + (request.job_id or ""))
+    assert await bulk_ledger.requests_for_account("fca_c3") == []  # same call as the corrupt one
+    assert [r["request_id"] for r in audited(audit_path)] == [r.request_id for r in good]

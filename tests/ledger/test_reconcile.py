@@ -9,7 +9,12 @@ from redis.asyncio import Redis
 
 from ledger.audit import STATUS_CHANGED
 from ledger.bulk import BulkItem, submit_many
-from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, is_batch_job_id
+from ledger.jobs import (
+    ARQ_IN_PROGRESS_KEY_PREFIX,
+    ARQ_JOB_KEY_PREFIX,
+    batch_heartbeat_key,
+    is_batch_job_id,
+)
 from ledger.models import RequestStatus
 from ledger.operator import cancel
 from ledger.reconcile import REENQUEUED, reconcile, reenqueue
@@ -138,6 +143,25 @@ async def test_batch_job_covers_its_requests_until_it_is_gone(ledger: Ledger, re
         events = [h["event"] for h in await ledger.history(request.request_id)]
         assert events == [STATUS_CHANGED, REENQUEUED]
     assert (await ledger.get(moved.request_id)).status == RequestStatus.CANCELLED
+
+
+async def test_batch_held_by_a_dead_worker_is_orphaned_once_its_heartbeat_stops(
+    ledger: Ledger, redis: Redis
+) -> None:
+    """arq keeps a killed bulk worker's in-progress key for a day; the batch's heartbeat decides:
+    while it beats the requests are left alone, once it is gone each gets a job of its own."""
+    await submit_many(ledger, [BulkItem(f"fca_dead{n}", "r") for n in range(2)])
+    waiting = [await ledger.resolve(f"fca_dead{n}") for n in range(2)]
+    batch_id = str(waiting[0].job_id)
+    await redis.zrem(ledger.queue_name, batch_id)  # taken by a worker...
+    await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + batch_id, b"1", ex=86_400)
+    await redis.set(batch_heartbeat_key(ledger.prefix, batch_id), b"1", ex=60)
+    assert (await reconcile(ledger, lease_seconds=LEASE)).repairs == []
+    await redis.delete(batch_heartbeat_key(ledger.prefix, batch_id))  # ...which then died
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert sorted(r.request_id for r in report.repairs) == sorted(r.request_id for r in waiting)
+    for request in waiting:
+        assert (await ledger.get(request.request_id)).job_id == f"{request.request_id}.1"
 
 
 async def test_cancelling_one_request_keeps_its_batch_job(ledger: Ledger, redis: Redis) -> None:

@@ -176,3 +176,28 @@ async def test_notes_and_account_history(ledger: Ledger, audit_path: Path) -> No
     events = [r["event"] for r in await ledger.account_history(ACCOUNT)]
     assert events == [STATUS_CHANGED, "disconnect.confirmed", "account.externally_disconnected"]
     assert len(audit_path.read_text().splitlines()) == 3
+
+
+async def test_cancelled_caller_waits_for_the_write_to_be_published(ledger: Ledger) -> None:
+    """A caller cancelled while its script runs gets CancelledError only after the script's
+    audit records are published, so shutdown never closes Redis or the audit file under it."""
+    release = asyncio.Event()
+    published: list[int] = []
+
+    async def script() -> int:
+        await release.wait()
+        return 1
+
+    def publish(value: int) -> int:
+        published.append(value)
+        return value
+
+    task = asyncio.create_task(ledger.published(script(), publish))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert published == [1]
