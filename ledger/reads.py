@@ -36,7 +36,7 @@ class LedgerReads(LedgerKeys):
         """The request's audit records, oldest first, every key of the audit contract present.
 
         Until its second record a request has no history list; its creation record is rebuilt
-        from the hash (see :mod:`ledger.records`).
+        from the hash (see :mod:`ledger.records`), and put first whenever the hash still holds it.
         """
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lrange(self.history_key(request_id), 0, -1)
@@ -45,9 +45,9 @@ class LedgerReads(LedgerKeys):
         implied = implied_fields(request_id, own[: len(IMPLIED)])
         stored = [json.loads(item) for item in raw]
         job_id, created_by, created_ts = own[len(IMPLIED) :]
-        if not stored and created_ts is not None:
+        if created_ts is not None:  # not materialised yet (or listed by an older version)
             job = None if job_id is None else text(job_id)
-            stored = [creation_record(job, text(created_by or b""), text(created_ts))]
+            stored = [creation_record(job, text(created_by or b""), text(created_ts)), *stored]
         return [expand_record({**implied, **record}) for record in stored]
 
     async def account_history(self, account_id: str) -> list[dict[str, Any]]:

@@ -29,10 +29,10 @@ from __future__ import annotations
 #: which the creation record names). Must match ``ledger.records.creation_record``.
 MATERIALISE = """
 local function materialise(req_key, hist_key)
-  if redis.call('EXISTS', hist_key) == 1 then return end
   local f = redis.call('HMGET', req_key, 'job_id', 'created_by', 'created_ts')
   if not f[3] then return end
-  redis.call('RPUSH', hist_key, '{"event":"disconnect.status_changed","to":"queued","attempt":0,'
+  -- Always at the head: a list written by an older version (without this step) is repaired.
+  redis.call('LPUSH', hist_key, '{"event":"disconnect.status_changed","to":"queued","attempt":0,'
     .. '"job_id":' .. cjson.encode(f[1]) .. ',"worker":' .. cjson.encode(f[2] or '')
     .. ',"ts":' .. cjson.encode(f[3]) .. '}')
   redis.call('HDEL', req_key, 'created_by', 'created_ts')

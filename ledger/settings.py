@@ -59,8 +59,8 @@ class BaseServiceSettings(BaseSettings):
     )
     in_progress_lease_seconds: float = Field(
         default=900.0,
-        description="The reconciler re-queues a request in_progress for longer than this with no "
-        "worker holding its job (keep it above the job timeout).",
+        description="The reconciler re-queues a request in_progress for longer than this "
+        "(workers refuse to start unless it exceeds FCD_JOB_TIMEOUT_SECONDS).",
     )
 
 

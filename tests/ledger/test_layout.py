@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ledger.audit import MERGED, AuditTrail, TransitionDetails
+from ledger.audit import MERGED, STATUS_CHANGED, AuditTrail, TransitionDetails
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, DISCONNECT_JOB
 from ledger.models import RequestPriority, RequestSource, RequestStatus
@@ -198,3 +198,20 @@ async def test_a_failing_batch_in_a_pipeline_writes_nothing_and_the_rest_is_audi
         assert await redis.exists(ARQ_JOB_KEY_PREFIX + (request.job_id or ""))
     assert await bulk_ledger.requests_for_account("fca_c3") == []  # same call as the corrupt one
     assert [r["request_id"] for r in audited(audit_path)] == [r.request_id for r in good]
+
+
+async def test_history_written_by_an_older_version_keeps_its_creation_record(
+    bulk_ledger: Ledger, redis: Redis
+) -> None:
+    """During a rolling deploy an older writer may append without materialising first: reads
+    still put the creation record first, and the next write repairs the stored list."""
+    submitted = await bulk_ledger.submit("fca_old", source=RequestSource.OPERATOR)
+    request = await bulk_ledger.get(submitted.request_id)
+    old_style = {"event": "disconnect.merged", "ts": "2030-01-01T00:00:00.000000Z"}
+    await redis.rpush(bulk_ledger.history_key(request.request_id), json.dumps(old_style))  # type: ignore[misc]
+    events = [h["event"] for h in await bulk_ledger.history(request.request_id)]
+    assert events == [STATUS_CHANGED, MERGED]
+    await bulk_ledger.transition(request, RequestStatus.CANCELLED)
+    stored = await redis.lrange(bulk_ledger.history_key(request.request_id), 0, -1)  # type: ignore[misc]
+    assert [json.loads(r)["event"] for r in stored] == [STATUS_CHANGED, MERGED, STATUS_CHANGED]
+    assert len(await bulk_ledger.history(request.request_id)) == 3
