@@ -1,6 +1,7 @@
 """The job contract between the ledger (which enqueues) and the worker (which runs).
 
-Jobs are JSON, never pickle: anyone who can write to Redis must not be able to run code in a worker.
+Jobs are JSON only (arq's default binary serializer is replaced): anyone who can write to Redis must
+not be able to run code in a worker.
 The payload is deliberately tiny (the request id and a schema version): everything else is read
 from the ledger when the job runs, so a job can never act on stale data. Queued jobs outlive
 deploys: add fields only with defaults, never rename :data:`DISCONNECT_JOB` without an alias.

@@ -148,7 +148,7 @@ def build_worker(
     gate_factory: GateFactory = build_gate,
     queue: Priority = "urgent",
 ) -> Worker:
-    """An arq ``Worker`` for ``settings``; JSON serializer, no pickle anywhere.
+    """An arq ``Worker`` for ``settings``; JSON serializer only (arq's default is replaced).
 
     ``queue="bulk"`` consumes ``FCD_BULK_QUEUE_NAME`` instead of ``FCD_QUEUE_NAME``, waits at the
     rate limiter with priority ``bulk`` (behind every urgent caller) and runs the retention
