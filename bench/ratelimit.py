@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from devenv.processes import ProcessGroup, start_emulator, worker_env
-from devenv.redis_server import private_redis
+from devenv.redis_server import redis_url_for_run
 from ledger.audit import AuditTrail
 from ledger.logging import configure_logging
 from ledger.models import RequestSource, RequestStatus
@@ -248,12 +247,8 @@ def main() -> int:
     if args.worker:
         return run_worker(args.worker)
     configure_logging(LogFormat.JSON, "WARNING")
-    redis_url = os.environ.get("FCD_REDIS_URL")
-    if redis_url:
+    with redis_url_for_run() as redis_url:
         print_table(asyncio.run(run_all(args, redis_url)))
-        return 0
-    with private_redis() as server:
-        print_table(asyncio.run(run_all(args, server.url)))
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from devenv.processes import ProcessGroup, start_emulator, worker_env
-from devenv.redis_server import private_redis
+from devenv.redis_server import redis_url_for_run
 from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import DISCONNECT_JOB
@@ -216,12 +215,8 @@ def main() -> int:
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     configure_logging(LogFormat.JSON, "WARNING")
-    redis_url = os.environ.get("FCD_REDIS_URL")
-    if redis_url:
+    with redis_url_for_run() as redis_url:
         print_table(asyncio.run(run(args, redis_url)))
-        return 0
-    with private_redis() as server:
-        print_table(asyncio.run(run(args, server.url)))
     return 0
 
 

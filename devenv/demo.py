@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from devenv.processes import ProcessGroup, start_emulator, worker_env
-from devenv.redis_server import PrivateRedis, start_redis
+from devenv.redis_server import redis_url_for_run
 from ledger.audit import STATUS_CHANGED, AuditTrail
 from ledger.logging import configure_logging
 from ledger.models import DisconnectRequest, RequestSource, RequestStatus
@@ -186,23 +186,18 @@ async def drive(redis_url: str, base: str, audit_dir: Path) -> int:
 
 
 def main() -> int:
-    server: PrivateRedis | None = None
-    redis_url = os.environ.get("FCD_REDIS_URL")
-    if not redis_url:
-        server = start_redis()
-        redis_url = server.url
-        console.print(f"private redis-server at {redis_url}")
-    workdir = Path(tempfile.mkdtemp(prefix="fcd-demo-"))
-    try:
+    with redis_url_for_run() as redis_url:
+        given = "FCD_REDIS_URL" in os.environ  # its URL may carry a password: not printed
+        console.print(
+            "redis from FCD_REDIS_URL" if given else f"private redis-server at {redis_url}"
+        )
+        workdir = Path(tempfile.mkdtemp(prefix="fcd-demo-"))
         code = asyncio.run(run(redis_url, workdir))
-        if code == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            console.print(f"logs and audit files kept in {workdir}")
-        return code
-    finally:
-        if server is not None:
-            server.stop()
+    if code == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        console.print(f"logs and audit files kept in {workdir}")
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ installs into the virtualenv. Nothing is persisted. Only a Redis started here ma
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -101,3 +102,15 @@ def private_redis() -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def redis_url_for_run() -> Iterator[str]:
+    """``FCD_REDIS_URL`` if set (used as it is, never flushed), else a private server's URL for
+    the duration of the block."""
+    given = os.environ.get("FCD_REDIS_URL")
+    if given:
+        yield given
+        return
+    with private_redis() as server:
+        yield server.url

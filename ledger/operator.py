@@ -104,15 +104,22 @@ def _check_who(operator: str, reason: str) -> TransitionDetails:
     return TransitionDetails(operator=operator.strip(), message=reason.strip())
 
 
+async def _load(ledger: Ledger, request_id: str) -> DisconnectRequest | ActionOutcome:
+    """The request, or the NOT_FOUND outcome to answer with."""
+    try:
+        return await ledger.get(request_id)
+    except RequestNotFound:
+        return ActionOutcome(request_id, ActionResult.NOT_FOUND, "no such request")
+
+
 async def requeue(
     ledger: Ledger, request_id: str, *, operator: str, reason: str, dry_run: bool = False
 ) -> ActionOutcome:
     """Move a ``failed`` request back to ``queued`` with a fresh job and a full attempt budget."""
     details = _check_who(operator, reason)
-    try:
-        request = await ledger.get(request_id)
-    except RequestNotFound:
-        return ActionOutcome(request_id, ActionResult.NOT_FOUND, "no such request")
+    request = await _load(ledger, request_id)
+    if isinstance(request, ActionOutcome):
+        return request
     if request.status != RequestStatus.FAILED:
         message = f"is {request.status.value}; only failed requests can be re-queued"
         return ActionOutcome(request_id, ActionResult.REFUSED, message, request)
@@ -147,10 +154,9 @@ async def cancel(
 ) -> ActionOutcome:
     """Cancel a waiting request; refuse an in-flight or finished one, saying why."""
     details = _check_who(operator, reason)
-    try:
-        request = await ledger.get(request_id)
-    except RequestNotFound:
-        return ActionOutcome(request_id, ActionResult.NOT_FOUND, "no such request")
+    request = await _load(ledger, request_id)
+    if isinstance(request, ActionOutcome):
+        return request
     if request.status == RequestStatus.IN_PROGRESS:
         message = (
             f"in flight: a worker is calling Stripe for it now (attempt {request.attempts}, "

@@ -6,7 +6,6 @@ Redis we did not start is never flushed.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from devenv.processes import ProcessGroup, start_emulator
-from devenv.redis_server import private_redis
+from devenv.redis_server import redis_url_for_run
 from ledger.audit import AuditTrail
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
@@ -25,12 +24,8 @@ from tests.emulator_admin import EmulatorAdmin
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of the Redis the tests use: ``FCD_REDIS_URL``, else a private redis-server."""
-    given = os.environ.get("FCD_REDIS_URL")
-    if given:
-        yield given
-        return
-    with private_redis() as server:
-        yield server.url
+    with redis_url_for_run() as url:
+        yield url
 
 
 @pytest.fixture
@@ -76,3 +71,17 @@ def emulator_url(group: ProcessGroup) -> str:
 async def process_admin(emulator_url: str) -> AsyncIterator[EmulatorAdmin]:
     async with aiohttp.ClientSession() as session:
         yield EmulatorAdmin(emulator_url, session)
+
+
+@pytest.fixture
+async def bulk_ledger(redis: Redis, namespace: str, audit_path: Path) -> AsyncIterator[Ledger]:
+    """A ledger with separate urgent and bulk queues, on the test's own prefix."""
+    audit = AuditTrail(audit_path)
+    yield Ledger(
+        redis,
+        queue_name=f"{namespace}urgent",
+        bulk_queue_name=f"{namespace}bulk",
+        audit=audit,
+        prefix=f"{namespace}fcd:",
+    )
+    audit.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,12 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ledger.audit import MERGED, STATUS_CHANGED, AuditTrail, TransitionDetails
+from ledger.audit import MERGED, STATUS_CHANGED, TransitionDetails
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, DISCONNECT_JOB
 from ledger.models import RequestPriority, RequestSource, RequestStatus
 from ledger.store import Ledger
 from ledger.submissions import PROMOTED_MESSAGE
-
-
-@pytest.fixture
-async def bulk_ledger(redis: Redis, namespace: str, audit_path: Path) -> AsyncIterator[Ledger]:
-    audit = AuditTrail(audit_path)
-    yield Ledger(
-        redis,
-        queue_name=f"{namespace}urgent",
-        bulk_queue_name=f"{namespace}bulk",
-        audit=audit,
-        prefix=f"{namespace}fcd:",
-    )
-    audit.close()
 
 
 def audited(path: Path) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from devenv.processes import ProcessGroup, worker_env
 from ledger.audit import AuditTrail
@@ -21,17 +20,6 @@ from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-async def bulk_ledger(redis: Redis, namespace: str) -> Ledger:
-    return Ledger(
-        redis,
-        queue_name=f"{namespace}urgent",
-        bulk_queue_name=f"{namespace}bulk",
-        audit=AuditTrail(),
-        prefix=f"{namespace}fcd:",
-    )
 
 
 def env(ledger: Ledger, redis_url: str, emulator: str, **extra: str) -> dict[str, str]:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
-from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, BATCH_JOB
 from ledger.models import RequestSource, RequestStatus
@@ -22,19 +19,6 @@ from ledger.retention.sweep import SweepOptions, run_sweep
 from ledger.store import Ledger
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-async def bulk_ledger(redis: Redis, namespace: str, audit_path: Path) -> AsyncIterator[Ledger]:
-    audit = AuditTrail(audit_path)
-    yield Ledger(
-        redis,
-        queue_name=f"{namespace}urgent",
-        bulk_queue_name=f"{namespace}bulk",
-        audit=audit,
-        prefix=f"{namespace}fcd:",
-    )
-    audit.close()
 
 
 def policy(max_disconnects: int = 100, max_fraction: float = 1.0) -> RetentionPolicy:
