@@ -26,6 +26,7 @@ format: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 mypy: $(STAMP)
 	$(BIN)/mypy

@@ -21,7 +21,7 @@ Vocabulary (the ``event`` field):
 - ``sweep.started`` / ``sweep.selected`` / ``sweep.refused`` / ``sweep.finished`` /
   ``sweep.failed``: a retention sweep run (``request_id`` is the ``sw_…`` run id, ``reference``
   the policy, ``message`` the counts or the blast-radius guard's reason); in the run's own history
-  (see ``ledger.retention.runs``).
+  (see ``retention.runs``).
 
 A request's history is stored compactly (no null fields, none of the request's own fields), and
 :meth:`Ledger.history` restores every key. Every record carries the same keys (absent values are

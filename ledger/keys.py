@@ -58,7 +58,7 @@ class LedgerKeys:
 
     @property
     def pause_key(self) -> str:
-        """The kill switch (see :mod:`ledger.pause`): ``fcd:paused`` with the default prefix."""
+        """The kill switch (see :mod:`control.pause`): ``fcd:paused`` with the default prefix."""
         return f"{self.prefix}paused"
 
     def account_history_key(self, account_id: str) -> str:

@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from control.metrics import CounterBuffer
 from ledger.customer_models import CustomerRequest, CustomerStatus, EventIdConflict
 from ledger.customer_models import new_customer_request_id as new_parent_id
 from ledger.customers import CustomerLedger
 from ledger.event_ids import ClaimState, EventRegistry, body_hash
-from ledger.metrics import CounterBuffer
 from ledger.models import (
     ACCOUNT_ID_RE,
     CONNECTED_ACCOUNT_RE,

@@ -31,8 +31,8 @@ from ledger.jobs import (
     deserialize,
     serialize,
 )
-from ledger.retention.jobs import SWEEP_JOB
 from ledger.store import Ledger
+from retention.jobs import SWEEP_JOB
 from worker.batch import PAUSED, BatchDeps, run_batch
 from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect

@@ -17,10 +17,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from control.metrics import counter_key
+from control.pause import pause
 from ledger.audit import TransitionDetails
-from ledger.metrics import counter_key
 from ledger.models import DisconnectRequest, RequestStatus
-from ledger.pause import pause
 from ledger.store import Ledger
 from worker.gate import CallGate, Priority
 from worker.outcomes import Action, decide, is_auth_failure

@@ -29,11 +29,11 @@ from typing import Any
 import structlog
 from arq import Retry
 
+from control.pause import get_pause
 from ledger.audit import AuditTrail, TransitionDetails
 from ledger.customer_models import CustomerJob, CustomerRequest, CustomerStatus
 from ledger.customers import CustomerLedger
 from ledger.models import ACCOUNT_ID_RE, StaleTransition
-from ledger.pause import get_pause
 from worker.attempt import DisconnectDeps, call_stripe, trip_breaker
 from worker.outcomes import Action, decide, is_auth_failure
 from worker.ratelimit import LimiterPaused

@@ -25,9 +25,9 @@ from typing import Any
 
 import structlog
 
+from control.pause import get_pause
 from ledger.audit import TransitionDetails
 from ledger.models import DisconnectRequest, RequestStatus, StaleTransition
-from ledger.pause import get_pause
 from worker.attempt import DisconnectDeps, Outcome, locked_attempt, trip_breaker
 
 __all__ = ["DisconnectDeps", "Outcome", "run_disconnect"]

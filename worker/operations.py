@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 from arq.cron import CronJob, cron
 
-from ledger.overview import publish_limiter_snapshot
+from control.overview import publish_limiter_snapshot
 from ledger.reconcile import reconcile
 from ledger.store import Ledger
 from worker.disconnect import DisconnectDeps

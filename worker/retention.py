@@ -26,17 +26,17 @@ from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
 
 from ledger.audit import AuditTrail
-from ledger.retention.jobs import SweepJob
-from ledger.retention.policy import PolicyError, RetentionPolicy, get_policy, load_policies
-from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
-from ledger.retention.sources import (
+from retention.jobs import SweepJob
+from retention.policy import PolicyError, RetentionPolicy, get_policy, load_policies
+from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
+from retention.sources import (
     PAGE_SIZE,
     AccountPage,
     PageFetcher,
     file_pages,
     stripe_pages,
 )
-from ledger.retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
+from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 from worker.disconnect import DisconnectDeps
 from worker.outcomes import Action, decide
 from worker.settings import WorkerSettings

@@ -11,7 +11,7 @@ import argparse
 import getpass
 from typing import Any
 
-from ledger.pause import pause, resume
+from control.pause import pause, resume
 from producer.cli.context import open_ledger
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ledger.overview import QueueOverview, queue_overview
+from control.overview import QueueOverview, queue_overview
 from producer.cli.context import open_ledger
 from producer.durations import format_age
 

@@ -27,14 +27,14 @@ from typing import Any
 
 from rich.console import Console
 
-from ledger.retention.jobs import enqueue_sweep_job
-from ledger.retention.policy import PolicyError, RetentionPolicy, get_policy
-from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
-from ledger.retention.sources import BadAccountFile, file_pages
-from ledger.retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 from ledger.store import Ledger
 from producer.cli.context import EXIT_BAD_INPUT, CliError, cli_settings, open_ledger
 from producer.cli.sweep_view import follow, runs_table, summary_lines
+from retention.jobs import enqueue_sweep_job
+from retention.policy import PolicyError, RetentionPolicy, get_policy
+from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
+from retention.sources import BadAccountFile, file_pages
+from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 
 EXIT_REFUSED = 3
 LOCAL_LOCK_SECONDS = 6 * 3600

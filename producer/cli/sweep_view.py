@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ledger.retention.runs import TERMINAL_SWEEP, SweepRun, SweepRuns, SweepStatus
+from retention.runs import TERMINAL_SWEEP, SweepRun, SweepRuns, SweepStatus
 
 POLL_SECONDS = 0.2
 

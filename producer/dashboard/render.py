@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from control.overview import QueueOverview
 from ledger.models import DisconnectRequest, RequestStatus
-from ledger.overview import QueueOverview
 from producer.durations import format_age
 
 _STYLE = """

@@ -16,9 +16,9 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from pydantic import SecretStr
 
+from control.overview import queue_overview
 from ledger.models import RequestNotFound
 from ledger.operator import ActionOutcome, cancel, find_failed, requeue
-from ledger.overview import queue_overview
 from ledger.store import Ledger
 from producer.dashboard import auth, render
 from producer.durations import parse_duration

@@ -19,10 +19,12 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from control.metrics import CounterBuffer
+from events.apply import apply_event
+from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail, process_name
 from ledger.customers import CustomerLedger
 from ledger.event_ids import EventRegistry
-from ledger.metrics import CounterBuffer
 from ledger.store import Ledger
 from producer.dashboard import setup_dashboard
 from producer.http.errors import error_middleware
@@ -32,8 +34,6 @@ from producer.http.routes_webhooks import setup_webhook_routes
 from producer.http.settings import IntakeSettings
 from producer.http.state import SERVICES, SETTINGS, Services
 from producer.intake import IntakeService
-from producer.webhooks.apply import apply_event
-from producer.webhooks.inbox import WebhookInbox
 
 MAX_BODY_BYTES = 1024 * 1024
 log = structlog.get_logger("fcd.http")

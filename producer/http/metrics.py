@@ -2,14 +2,14 @@
 
 Gauges come from the ledger's indexes at scrape time (requests per status, the arq queue's depth
 and how much of it is due, webhook events not yet applied); counters from the hashes every process
-flushes (:mod:`ledger.metrics`) and the worker limiter's stats hash.
+flushes (:mod:`control.metrics`) and the worker limiter's stats hash.
 """
 
 from __future__ import annotations
 
 import time
 
-from ledger.metrics import read_counters
+from control.metrics import read_counters
 from ledger.models import RequestStatus
 from producer.http.state import Services
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ledger.pause import get_pause
+from control.pause import get_pause
 from producer.http.metrics import render_metrics
 from producer.http.openapi import build_openapi
 from producer.http.state import services

@@ -1,8 +1,8 @@
 """``POST /webhooks/stripe``: verify, keep durably, answer 200; the ledger is updated after.
 
 A bad or stale signature is 400 and changes nothing. A verified event is de-duplicated by id and
-appended to the inbox stream before the answer (see :mod:`producer.webhooks.inbox`); the intake's
-background task applies it (:mod:`producer.webhooks.apply`).
+appended to the inbox stream before the answer (see :mod:`events.inbox`); the intake's
+background task applies it (:mod:`events.apply`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 import structlog
 from aiohttp import web
 
+from events.signature import SignatureError, verify_signature
 from producer.http.errors import ApiError
 from producer.http.state import services
-from producer.webhooks.signature import SignatureError, verify_signature
 
 log = structlog.get_logger("fcd.webhooks")
 

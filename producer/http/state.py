@@ -8,12 +8,12 @@ from aiohttp import web
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from control.metrics import CounterBuffer
+from events.inbox import WebhookInbox
 from ledger.customers import CustomerLedger
-from ledger.metrics import CounterBuffer
 from ledger.store import Ledger
 from producer.http.settings import IntakeSettings
 from producer.intake import IntakeService
-from producer.webhooks.inbox import WebhookInbox
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import json
 import pytest
 from redis.asyncio import Redis
 
+from control.overview import publish_limiter_snapshot
 from devenv.processes import ProcessGroup
 from ledger.audit import STATUS_CHANGED
 from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, ARQ_RESULT_KEY_PREFIX
 from ledger.models import RequestStatus
-from ledger.overview import publish_limiter_snapshot
 from ledger.reconcile import REENQUEUED
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin

@@ -1,6 +1,6 @@
 """Every body the emulator returns validates against Stripe's OpenAPI schemas (issue #3).
 
-The spec extract lives in `shared/stripe/` beside the repository (CI lays it there too). OpenAPI
+The spec extract lives in `stripe_emulator/spec/` (its README names the source and date). OpenAPI
 3.0's `nullable` is rewritten into JSON Schema before validating; `$ref`s resolve inside the file.
 Fields the 2023 extract lacks must at least be in the hand-made 2026 core extract.
 """
@@ -19,7 +19,7 @@ from stripe_emulator import run_emulator
 from tests.stripe_emulator.conftest import ACCOUNTS_PATH, LIVE_KEY, StripeHttp, small_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared" / "stripe"
+SPEC = REPO_ROOT / "stripe_emulator" / "spec"
 
 
 def _nullable_to_json_schema(node: Any) -> Any:
@@ -42,7 +42,7 @@ def _nullable_to_json_schema(node: Any) -> Any:
 
 @cache
 def _spec() -> dict[str, Any]:
-    path = SHARED / "financial_connections_openapi.json"
+    path = SPEC / "financial_connections_openapi.json"
     if not path.exists():
         raise FileNotFoundError(f"Stripe's OpenAPI extract is expected at {path}")
     converted: dict[str, Any] = _nullable_to_json_schema(json.loads(path.read_text()))
@@ -65,7 +65,7 @@ def _list_schema() -> dict[str, Any]:
 
 def _known_account_fields() -> set[str]:
     fields = set(_spec()["components"]["schemas"]["financial_connections.account"]["properties"])
-    current = json.loads((SHARED / "financial_connections_openapi_current_core.json").read_text())
+    current = json.loads((SPEC / "financial_connections_openapi_current_core.json").read_text())
     return fields | set(
         current["components"]["schemas"]["financial_connections.account"]["properties"]
     )
@@ -84,7 +84,7 @@ def test_nullable_conversion() -> None:
 
 def test_validator_rejects_a_broken_account() -> None:
     """Negative control: the account schema catches a bad enum, a wrong type, a missing field."""
-    fixture = json.loads((SHARED / "fixture_financial_connections_account.json").read_text())
+    fixture = json.loads((SPEC / "fixture_financial_connections_account.json").read_text())
     validator = _validator({"$ref": "#/components/schemas/financial_connections.account"})
     assert validator.is_valid({**fixture, "balance": None})
     assert not validator.is_valid({**fixture, "status": "gone"})

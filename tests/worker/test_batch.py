@@ -8,12 +8,12 @@ import time
 import pytest
 from redis.asyncio import Redis
 
+from control.pause import pause
 from devenv.processes import ProcessGroup, worker_env
 from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, is_batch_job_id
 from ledger.models import DisconnectRequest, RequestStatus
-from ledger.pause import pause
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 from tests.worker.conftest import MakeDeps

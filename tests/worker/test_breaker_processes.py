@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from control.pause import get_pause
 from devenv.processes import ProcessGroup, worker_env
 from ledger.models import RequestSource, RequestStatus
-from ledger.pause import get_pause
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 from tests.producer.test_cli import fcd

@@ -9,13 +9,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from control.metrics import CounterBuffer
+from control.pause import get_pause, resume
 from ledger.audit import AuditTrail
 from ledger.customer_models import CustomerStatus
 from ledger.customers import CustomerLedger
 from ledger.event_ids import EventRegistry
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, deserialize
-from ledger.metrics import CounterBuffer
-from ledger.pause import get_pause, resume
 from ledger.store import Ledger
 from producer.intake import IntakeService, parse_body
 from stripe_emulator import DEFAULT_API_KEY, EmulatorConfig, RunningEmulator, run_emulator

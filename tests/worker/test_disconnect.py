@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from control.pause import get_pause, resume
 from ledger.models import DisconnectRequest, RequestSource, RequestStatus
-from ledger.pause import get_pause, resume
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 from tests.worker.conftest import MakeDeps

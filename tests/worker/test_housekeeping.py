@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from control.overview import queue_overview
 from devenv.processes import ProcessGroup, worker_env
 from ledger.jobs import ARQ_JOB_KEY_PREFIX
 from ledger.models import RequestSource, RequestStatus
-from ledger.overview import queue_overview
 from ledger.reconcile import REENQUEUED
 from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin

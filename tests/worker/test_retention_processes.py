@@ -15,8 +15,8 @@ from devenv.processes import ProcessGroup, worker_env
 from ledger.audit import AuditTrail
 from ledger.bulk import BulkItem, submit_many
 from ledger.models import RequestSource
-from ledger.retention.runs import SweepRuns, SweepStatus
 from ledger.store import Ledger
+from retention.runs import SweepRuns, SweepStatus
 from tests.emulator_admin import EmulatorAdmin
 
 pytestmark = pytest.mark.process

@@ -49,11 +49,11 @@ None meets every point (shared, smooth, atomic multi-budget plus leases, fail cl
 async), and the whole policy fits in one short script, so it is written here.
 
 Layout: :mod:`.scripts` (the Lua), :mod:`.budget` (value types), :mod:`.limiter`
-(:class:`RateLimiter`), :mod:`ledger.pause` (the ``fcd:paused`` kill switch, shared with the CLI), :mod:`.locks` (one
+(:class:`RateLimiter`), :mod:`control.pause` (the ``fcd:paused`` kill switch, shared with the CLI), :mod:`.locks` (one
 call per account), :mod:`.errors` (the exception tree).
 """
 
-from ledger.pause import PAUSE_KEY, PauseState, get_pause, pause, resume
+from control.pause import PAUSE_KEY, PauseState, get_pause, pause, resume
 from worker.ratelimit.budget import (
     STRIPE_ENDPOINTS,
     LimiterSnapshot,

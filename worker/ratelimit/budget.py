@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Literal, Self
 
-from ledger.pause import PauseState
+from control.pause import PauseState
 
 Priority = Literal["urgent", "bulk"]
 STRIPE_ENDPOINTS = ("disconnect", "list", "retrieve")

@@ -19,7 +19,7 @@ import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from ledger.pause import PAUSE_KEY, PauseState
+from control.pause import PAUSE_KEY, PauseState
 from worker.ratelimit import scripts
 from worker.ratelimit.budget import LimiterSnapshot, Permit, Priority, RateBudget
 from worker.ratelimit.errors import LimiterPaused, LimiterTimeout, UnknownEndpoint

@@ -15,7 +15,7 @@ Key layout, under the limiter's prefix ``P`` (``fcd:rl:`` by default):
 ``P wait:bulk``         zset    refused bulk caller id -> when it joined
 ``P wait:expiry``       zset    refused caller id -> when to forget it (it died or gave up)
 ``P stats``            hash    ``grants``, ``waits``, ``wait_us``, ``rate_limited`` counters
-``fcd:paused``         string  the kill switch (see :mod:`ledger.pause`)
+``fcd:paused``         string  the kill switch (see :mod:`control.pause`)
 =====================  ======  =============================================================
 """
 

@@ -15,10 +15,10 @@ import pytest
 import stripe
 from aiohttp.test_utils import TestClient
 
+from events.apply import apply_event
+from events.inbox import GROUP, WebhookInbox
 from ledger.models import RequestStatus
 from ledger.store import Ledger
-from producer.webhooks.apply import apply_event
-from producer.webhooks.inbox import GROUP, WebhookInbox
 from stripe_emulator import (
     EmulatorConfig,
     RunningEmulator,

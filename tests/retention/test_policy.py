@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.retention.policy import PolicyError, get_policy, load_policies
-from ledger.retention.schedule import InvalidSchedule, parse_cron
+from retention.policy import PolicyError, get_policy, load_policies
+from retention.schedule import InvalidSchedule, parse_cron
 
-EXAMPLE = Path(__file__).parents[3] / "deploy" / "retention_policies.example.toml"
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "retention_policies.example.toml"
 
 
 def test_the_example_file_loads_with_customers_read_from_their_file() -> None:

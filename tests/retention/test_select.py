@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.retention.policy import RetentionPolicy, Rule
-from ledger.retention.select import (
+from retention.policy import RetentionPolicy, Rule
+from retention.select import (
     DAY,
     Selection,
     blast_radius_refusal,

@@ -4,7 +4,7 @@ Read by ``fcd queue`` and the dashboard. Everything comes from Redis in a few re
 changed. The rate limiter lives in the workers (``worker.ratelimit``), which producers may not
 import, so workers *publish* its snapshot as JSON under ``P limiter:snapshot`` (see
 :func:`publish_limiter_snapshot`) and readers show it with its age. The pause flag is the
-ledger's own (:mod:`ledger.pause`).
+ledger's own (:mod:`control.pause`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from control.pause import get_pause
 from ledger.models import RequestStatus
-from ledger.pause import get_pause
 from ledger.store import Ledger
 
 FAILED_WINDOW_SECONDS = 3600.0

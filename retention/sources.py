@@ -10,7 +10,7 @@ Files (:func:`file_pages`): JSON lines, one Stripe-shaped account object per lin
 required, every other field optional and used for selection), or CSV with an ``account_id`` (or
 ``id``) column and optional ``status``, ``created``, ``institution_name``, ``customer`` and
 ``last_successful_refresh_at`` (unix seconds; empty for never) columns. A file row lacking a field
-a rule needs does not match that rule (see :mod:`ledger.retention.select`).
+a rule needs does not match that rule (see :mod:`retention.select`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.models import ACCOUNT_ID_RE
-from ledger.retention.policy import RetentionPolicy, Rule
+from retention.policy import RetentionPolicy, Rule
 
 DAY = 86_400
 REFRESH_FIELDS = ("balance_refresh", "ownership_refresh", "transaction_refresh")

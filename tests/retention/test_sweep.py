@@ -12,11 +12,11 @@ from redis.asyncio import Redis
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, BATCH_JOB
 from ledger.models import RequestSource, RequestStatus
-from ledger.retention.policy import RetentionPolicy, Rule
-from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
-from ledger.retention.sources import AccountPage, file_pages, stripe_pages
-from ledger.retention.sweep import SweepOptions, run_sweep
 from ledger.store import Ledger
+from retention.policy import RetentionPolicy, Rule
+from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
+from retention.sources import AccountPage, file_pages, stripe_pages
+from retention.sweep import SweepOptions, run_sweep
 
 NOW = 1_800_000_000.0
 

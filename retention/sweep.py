@@ -19,11 +19,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from ledger.bulk import BulkItem, BulkResult, submit_many
-from ledger.retention.policy import RetentionPolicy
-from ledger.retention.runs import SweepRun, SweepRuns, SweepStatus
-from ledger.retention.select import Selection, blast_radius_refusal
-from ledger.retention.sources import Account
 from ledger.store import Ledger
+from retention.policy import RetentionPolicy
+from retention.runs import SweepRun, SweepRuns, SweepStatus
+from retention.select import Selection, blast_radius_refusal
+from retention.sources import Account
 
 
 class SweepBusy(RuntimeError):

@@ -2,7 +2,7 @@
 
 A policy (``[policies.<name>]``) has a source (Stripe's list endpoint, or a file of accounts), a
 blast-radius guard (``max_disconnects`` and ``max_fraction`` of the accounts examined), an
-optional ``schedule`` (cron; see :mod:`ledger.retention.schedule`) and one or more rules
+optional ``schedule`` (cron; see :mod:`retention.schedule`) and one or more rules
 (``[[policies.<name>.rules]]``). An account is selected by the first rule it matches; the rule's
 ``reason`` is recorded on its request. Within a rule every criterion given must hold:
 
@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.retention.schedule import CronFields, parse_cron
+from retention.schedule import CronFields, parse_cron
 
 POLICY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HOLDER_ID_RE = re.compile(r"^(?:cus|acct)_[A-Za-z0-9]{1,250}$")
