@@ -25,17 +25,10 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from ledger import lua
+
 SEEN_TTL_SECONDS: Final = 30 * 86_400
 GROUP: Final = "intake"
-
-# KEYS: seen key, stream. ARGV: ttl seconds, event JSON. Returns 1 if new, 0 if seen before.
-ACCEPT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], '*', 'event', ARGV[2])
-  return 1
-end
-return 0
-"""
 
 Apply = Callable[[dict[str, Any]], Awaitable[str]]
 log = structlog.get_logger("fcd.webhooks")
@@ -53,7 +46,7 @@ class WebhookInbox:
         self.prefix = prefix
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
-        self._accept = redis.register_script(ACCEPT)
+        self._accept = lua.register(redis, "events", "accept")
 
     async def accept(self, event_id: str, event: dict[str, Any]) -> bool:
         """Keep ``event`` for processing; ``False`` if its id was accepted before."""

@@ -189,6 +189,6 @@ def _batch_call(ledger: Ledger, batch: list[PreparedSubmission]) -> CreateCall:
         ledger,
         batch,
         job_id=new_batch_job_id(),
-        job_bytes=batch_job_template(),
+        job=batch_job_template(),
         expire_ms=ledger.job_expires_ms,
     )

@@ -1,19 +1,20 @@
-"""What a customer-level request is: its statuses and their table, its model and its JSON job.
+"""What a customer-level request is: its statuses and their table, its model, its kind declaration.
 
 The job contract follows :mod:`ledger.jobs`: a tiny JSON payload (schema version and parent id),
 everything else read from the ledger when the job runs. Queued jobs outlive deploys: add fields
-only with defaults, never rename :data:`CUSTOMER_JOB` without an alias.
+only with defaults, never rename :data:`CUSTOMER_JOB` without an alias. The machinery that moves a
+parent is shared with account requests (:mod:`ledger.kinds`); this module declares
+:data:`CUSTOMER`.
 """
 
 from __future__ import annotations
 
-import time
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from ledger.jobs import serialize
-from ledger.models import TERMINAL_STATUSES, LedgerError, RequestSource, new_request_id
+from ledger.kinds import LedgerError, RequestKind, RequestNotFound, TrackedRequest
+from ledger.models import TERMINAL_STATUSES, new_request_id
 
 CUSTOMER_JOB = "disconnect_customer"
 CUSTOMER_STATUS_CHANGED = "customer.status_changed"
@@ -47,7 +48,7 @@ CUSTOMER_TRANSITIONS: dict[CustomerStatus | None, frozenset[CustomerStatus]] = {
 }
 
 
-class CustomerNotFound(LedgerError):
+class CustomerNotFound(RequestNotFound):
     """No customer-level request with that id."""
 
 
@@ -64,41 +65,36 @@ class CustomerJob(BaseModel):
     parent_id: str
 
 
-def customer_job_record(parent_id: str, enqueue_time_ms: int | None = None) -> bytes:
-    """The bytes arq stores under ``arq:job:<id>`` for a customer job (JSON, as arq would)."""
-    payload = CustomerJob(parent_id=parent_id).model_dump()
-    et = enqueue_time_ms if enqueue_time_ms is not None else int(time.time() * 1000)
-    return serialize({"t": None, "f": CUSTOMER_JOB, "a": [payload], "k": {}, "et": et})
-
-
 def new_customer_request_id() -> str:
     """``cr_`` + the same sortable 26 characters as a ``dr_`` id."""
-    return "cr_" + new_request_id()[3:]
+    return new_request_id("cr_")
 
 
-class CustomerRequest(BaseModel):
+class CustomerRequest(TrackedRequest):
     """One request to disconnect every account of one customer, as the ledger stores it."""
 
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
     customer_id: str
-    stripe_account: str | None = None
-    source: RequestSource
-    reference: str = ""
-    reason: str = ""
     status: CustomerStatus
-    attempts: int = 0
-    created_at: float
-    updated_at: float
-    job_id: str | None = None
     cursor: str | None = None
-    last_error: str | None = None
 
-    @classmethod
-    def from_redis(cls, raw: dict[str, str]) -> CustomerRequest:
-        return cls.model_validate({k: v for k, v in raw.items() if v != ""})
 
+CUSTOMER: RequestKind[CustomerRequest, CustomerStatus] = RequestKind(
+    name="customer",
+    model=CustomerRequest,
+    statuses=CustomerStatus,
+    transitions=CUSTOMER_TRANSITIONS,
+    terminal=frozenset({CustomerStatus.LISTED, CustomerStatus.FAILED}),
+    waiting=frozenset({CustomerStatus.QUEUED, CustomerStatus.RETRY_SCHEDULED}),
+    running=CustomerStatus.LISTING,
+    initial=CustomerStatus.QUEUED,
+    key_family="cust",
+    status_index="cust:status",
+    event_prefix="customer",
+    job_function=CUSTOMER_JOB,
+    job_payload_field="parent_id",
+    implied=("source", "reference", "reason"),
+    record_fields=lambda parent: {"message": f"customer {parent.customer_id}"},
+)
 
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 

@@ -24,29 +24,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-# KEYS: event key. ARGV: body hash, now. Returns {1} new claim, {0} pending (same hash, no result),
-# {2, result} answered before, {-1} a different body holds the event id.
-CLAIM = """
-local h = redis.call('HGET', KEYS[1], 'h')
-if not h then
-  redis.call('HSET', KEYS[1], 'h', ARGV[1], 'at', ARGV[2])
-  return {1}
-end
-if h ~= ARGV[1] then return {-1} end
-local r = redis.call('HGET', KEYS[1], 'r')
-if r then return {2, r} end
-return {0}
-"""
-
-# KEYS: event key. ARGV: body hash, result. Returns the stored result (ours or an earlier one),
-# or false if a different body holds the event id.
-FINISH = """
-if redis.call('HGET', KEYS[1], 'h') ~= ARGV[1] then return false end
-local r = redis.call('HGET', KEYS[1], 'r')
-if r then return r end
-redis.call('HSET', KEYS[1], 'r', ARGV[2])
-return ARGV[2]
-"""
+from ledger import lua
 
 
 class ClaimState(StrEnum):
@@ -74,8 +52,8 @@ class EventRegistry:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self._claim = redis.register_script(CLAIM)
-        self._finish = redis.register_script(FINISH)
+        self._claim = lua.register(redis, "ledger", "claim_event")
+        self._finish = lua.register(redis, "ledger", "finish_event")
 
     def key(self, service: str, event_id: str) -> str:
         return f"{self.prefix}intake:{service}:{event_id}"
@@ -92,11 +70,24 @@ class EventRegistry:
         return Claim(ClaimState.ANSWERED, json.loads(raw[1]))
 
     async def finish(
-        self, service: str, event_id: str, digest: str, result: dict[str, Any]
+        self,
+        service: str,
+        event_id: str,
+        digest: str,
+        result: dict[str, Any],
+        *,
+        replacing: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Store ``result`` unless one is stored; the stored result, or ``None`` on conflict."""
+        """Store ``result`` unless one is stored; the stored result, or ``None`` on conflict.
+
+        ``replacing``: the result the caller read; it is replaced by ``result`` only if it is
+        still the one stored (compare-and-set), e.g. when the request it named no longer serves
+        the event.
+        """
         dumped = json.dumps(result, separators=(",", ":"))
-        raw = await self._finish(keys=[self.key(service, event_id)], args=[digest, dumped])
+        old = "" if replacing is None else json.dumps(replacing, separators=(",", ":"))
+        key = self.key(service, event_id)
+        raw = await self._finish(keys=[key], args=[digest, dumped, old])
         if raw is None:
             return None
         stored: dict[str, Any] = json.loads(raw)

@@ -1,23 +1,17 @@
-"""Where the ledger keeps things: key names and queue choice, shared by writes and reads.
+"""Where the ledger keeps account requests: key names and queue choice, shared by writes and reads.
 
-The layout itself (what each key holds) is documented with the scripts, in :mod:`ledger.scripts`.
+What each key holds is documented in :mod:`ledger.store`; the scripts are in ``ledger/lua/``.
 """
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from ledger.models import (
-    DisconnectRequest,
-    RequestPriority,
-    RequestSource,
-    RequestStatus,
-    priority_for,
-)
+from ledger.models import DisconnectRequest, RequestPriority, RequestSource, priority_for
 
 
 class LedgerKeys:
-    """Key names under one prefix, and which arq queue a request's jobs go to."""
+    """Account-level key names under one prefix, and which arq queue a request's jobs go to."""
 
     redis: Redis
     prefix: str
@@ -40,12 +34,6 @@ class LedgerKeys:
         """Every arq queue this ledger enqueues to (one if the bulk queue is the urgent one)."""
         return tuple(dict.fromkeys((self.queue_name, self.bulk_queue_name)))
 
-    def request_key(self, request_id: str) -> str:
-        return f"{self.prefix}req:{request_id}"
-
-    def history_key(self, request_id: str) -> str:
-        return f"{self.prefix}req:{request_id}:hist"
-
     def active_key(self, account_id: str) -> str:
         return f"{self.prefix}acct:{account_id}:active"
 
@@ -53,13 +41,10 @@ class LedgerKeys:
         """The account's finished requests (written by the terminal transition)."""
         return f"{self.prefix}acct:{account_id}:reqs"
 
-    def status_key(self, status: RequestStatus) -> str:
-        return f"{self.prefix}status:{status.value}"
+    def account_history_key(self, account_id: str) -> str:
+        return f"{self.prefix}acct:{account_id}:hist"
 
     @property
     def pause_key(self) -> str:
         """The kill switch (see :mod:`control.pause`): ``fcd:paused`` with the default prefix."""
         return f"{self.prefix}paused"
-
-    def account_history_key(self, account_id: str) -> str:
-        return f"{self.prefix}acct:{account_id}:hist"

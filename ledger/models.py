@@ -1,8 +1,10 @@
-"""The disconnect request, its statuses and the one table of legal transitions.
+"""The disconnect request: its statuses, its one table of legal transitions, its kind declaration.
 
 A request moves ``queued -> in_progress -> (terminal | retry_scheduled -> in_progress ...)``.
 Operators may cancel anything not yet finished and re-queue a ``failed`` request. Every other move
-raises :class:`IllegalTransition`; the table below is the only place that decides.
+raises :class:`IllegalTransition`; the table below is the only place that decides. The machinery
+that moves it is shared with every other kind of request (:mod:`ledger.kinds`): this module only
+declares :data:`ACCOUNT`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,36 @@ import time
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
+
+from ledger.jobs import DISCONNECT_JOB
+from ledger.kinds import (
+    IllegalTransition,
+    LedgerError,
+    RequestKind,
+    RequestNotFound,
+    RequestSource,
+    StaleTransition,
+    TrackedRequest,
+)
+
+__all__ = [
+    "ACCOUNT",
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "TRANSITIONS",
+    "DisconnectRequest",
+    "IllegalTransition",
+    "LedgerError",
+    "RequestNotFound",
+    "RequestPriority",
+    "RequestSource",
+    "RequestStatus",
+    "StaleTransition",
+    "check_transition",
+    "new_request_id",
+    "priority_for",
+]
 
 ACCOUNT_ID_RE = re.compile(r"^fca_[A-Za-z0-9]{1,250}$")
 CONNECTED_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]{1,250}$")
@@ -79,49 +110,9 @@ TRANSITIONS: dict[RequestStatus | None, frozenset[RequestStatus]] = {
 }
 
 
-class LedgerError(Exception):
-    """Base of the ledger's errors."""
-
-
-class IllegalTransition(LedgerError):
-    """A status change that the transition table does not allow."""
-
-    def __init__(self, request_id: str, from_status: RequestStatus | None, to: RequestStatus):
-        self.request_id = request_id
-        self.from_status = from_status
-        self.to = to
-        super().__init__(f"{request_id}: illegal transition {from_status} -> {to}")
-
-
-class StaleTransition(LedgerError):
-    """The request is no longer in the status (or held by the job) the caller expected.
-
-    Another worker or an operator moved it first; the caller must re-read, never overwrite.
-    """
-
-    def __init__(self, request_id: str, expected: str, actual: str | None):
-        self.request_id = request_id
-        self.expected = expected
-        self.actual = actual
-        super().__init__(f"{request_id}: expected {expected}, found {actual}")
-
-
-class RequestNotFound(LedgerError):
-    """No request with that id (or none for that account)."""
-
-
 def check_transition(request_id: str, from_status: RequestStatus | None, to: RequestStatus) -> None:
     """Raise :class:`IllegalTransition` unless ``from_status -> to`` is in :data:`TRANSITIONS`."""
-    if to not in TRANSITIONS[from_status]:
-        raise IllegalTransition(request_id, from_status, to)
-
-
-class RequestSource(StrEnum):
-    """Who asked for the disconnect; ``reference`` on the request says which one exactly."""
-
-    DELETION_EVENT = "deletion_event"  # reference: the publisher's event id
-    RETENTION_POLICY = "retention_policy"  # reference: the policy name
-    OPERATOR = "operator"  # reference: the operator's name
+    ACCOUNT.check(request_id, from_status, to)
 
 
 class RequestPriority(StrEnum):
@@ -141,37 +132,28 @@ def priority_for(source: RequestSource) -> RequestPriority:
 _BASE32 = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
-def new_request_id() -> str:
-    """A sortable request id: ``dr_`` + 10 chars of milliseconds + 16 random chars (Crockford)."""
+def new_request_id(prefix: str = "dr_") -> str:
+    """A sortable id: ``prefix`` + 10 chars of milliseconds + 16 random chars (Crockford)."""
     value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
     chars = []
     for _ in range(26):
         chars.append(_BASE32[value & 31])
         value >>= 5
-    return "dr_" + "".join(reversed(chars))
+    return prefix + "".join(reversed(chars))
 
 
-class DisconnectRequest(BaseModel):
+class DisconnectRequest(TrackedRequest):
     """One request to disconnect one Financial Connections account, as the ledger stores it."""
 
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
     account_id: AccountId
     stripe_account: ConnectedAccountId | None = None
-    source: RequestSource
-    reference: str = ""
-    reason: str = ""
     status: RequestStatus
-    attempts: int = 0
     created_at: float = Field(description="unix seconds")
-    updated_at: float
     first_attempt_at: float | None = None
-    #: When a disconnect POST for this request was last sent (its outcome may be unknown).
+    #: When a disconnect POST for this request was last about to be sent (written before the
+    #: POST goes out, so an attempt cut off mid-call still counts as having posted).
     last_posted_at: float | None = None
-    job_id: str | None = None
     idempotency_generation: int = 0
-    last_error: str | None = None
     last_error_code: str | None = None
     last_stripe_request_id: str | None = None
     parent_id: str | None = None
@@ -181,13 +163,10 @@ class DisconnectRequest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _fill_derived(cls, data: Any) -> Any:
-        """Fields the ledger leaves out of the hash when they follow from others."""
-        if isinstance(data, dict):
-            if "priority" not in data and "source" in data:
-                data = {**data, "priority": priority_for(RequestSource(data["source"]))}
-            if "updated_at" not in data and "created_at" in data:
-                data = {**data, "updated_at": data["created_at"]}
+    def _priority_defaults_to_the_sources(cls, data: Any) -> Any:
+        """Requests recorded before ``priority`` existed take it from their source."""
+        if isinstance(data, dict) and "priority" not in data and "source" in data:
+            data = {**data, "priority": priority_for(RequestSource(data["source"]))}
         return data
 
     @property
@@ -195,13 +174,22 @@ class DisconnectRequest(BaseModel):
         """The key for the next disconnect POST; a new generation means Stripe sees a new call."""
         return f"fcd-{self.request_id}-{self.idempotency_generation}"
 
-    @classmethod
-    def from_redis(cls, raw: dict[str, str], request_id: str | None = None) -> DisconnectRequest:
-        """Build from the Redis hash (all values strings, empty string meaning absent).
 
-        ``request_id`` is the id in the hash's key: the hash itself need not repeat it.
-        """
-        data: dict[str, Any] = {k: v for k, v in raw.items() if v != ""}
-        if request_id is not None:
-            data.setdefault("request_id", request_id)
-        return cls.model_validate(data)
+ACCOUNT: RequestKind[DisconnectRequest, RequestStatus] = RequestKind(
+    name="account",
+    model=DisconnectRequest,
+    statuses=RequestStatus,
+    transitions=TRANSITIONS,
+    terminal=TERMINAL_STATUSES,
+    waiting=frozenset({RequestStatus.QUEUED, RequestStatus.RETRY_SCHEDULED}),
+    running=RequestStatus.IN_PROGRESS,
+    initial=RequestStatus.QUEUED,
+    key_family="req",
+    status_index="status",
+    event_prefix="disconnect",
+    job_function=DISCONNECT_JOB,
+    job_payload_field="request_id",
+    implied=("account_id", "source", "reference", "reason"),
+    one_active_per_account=True,
+    record_fields=lambda request: {"account_id": request.account_id},
+)

@@ -15,6 +15,11 @@ Contracts:
 - **Cancel** (``queued | retry_scheduled -> cancelled``): the waiting arq job is withdrawn
   afterwards (if a worker picks it up first, it finds the request cancelled and does nothing),
   unless it is a bulk submission's batch job: that one still serves the batch's other requests.
+  A request that also serves submissions merged into it from another source or reference (a
+  user's deletion merged into a sweep's request, say) is **refused** unless ``force``: the
+  refusal lists them, because cancelling would drop their deletions too. A forced cancel names
+  the dropped submissions in its record; a caller replaying such an event id gets a new request
+  (see ``producer.intake``).
   An ``in_progress`` request is **refused**: a Stripe call may be on the wire and cannot be
   recalled; the operator waits for the attempt to end and cancels it if it is waiting to retry.
 """
@@ -25,8 +30,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from ledger.audit import TransitionDetails
+from ledger.audit import MERGED, TransitionDetails
 from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, is_batch_job_id
 from ledger.models import (
     DisconnectRequest,
@@ -149,10 +155,34 @@ async def requeue(
     return ActionOutcome(request_id, ActionResult.DONE, f"re-queued as job {moved.job_id}", moved)
 
 
+async def other_submissions(ledger: Ledger, request: DisconnectRequest) -> list[dict[str, Any]]:
+    """The submissions merged into ``request`` from another source or reference (oldest
+    first): the other callers whose deletion this request also carries out."""
+    own = (request.source.value, request.reference)
+    return [
+        record
+        for record in await ledger.history(request.request_id)
+        if record["event"] == MERGED and (record["source"], record["reference"]) != own
+    ]
+
+
+def _describe(submissions: Sequence[dict[str, Any]]) -> str:
+    shown = ", ".join(f"{r['source']} {r['reference'] or '-'}" for r in submissions[:5])
+    more = f" and {len(submissions) - 5} more" if len(submissions) > 5 else ""
+    return shown + more
+
+
 async def cancel(
-    ledger: Ledger, request_id: str, *, operator: str, reason: str, dry_run: bool = False
+    ledger: Ledger,
+    request_id: str,
+    *,
+    operator: str,
+    reason: str,
+    dry_run: bool = False,
+    force: bool = False,
 ) -> ActionOutcome:
-    """Cancel a waiting request; refuse an in-flight or finished one, saying why."""
+    """Cancel a waiting request; refuse an in-flight or finished one, or one that also serves
+    other callers' merged submissions (unless ``force``), saying why."""
     details = _check_who(operator, reason)
     request = await _load(ledger, request_id)
     if isinstance(request, ActionOutcome):
@@ -167,18 +197,29 @@ async def cancel(
     if request.status not in CANCELLABLE:
         message = f"is already {request.status.value}; nothing to cancel"
         return ActionOutcome(request_id, ActionResult.REFUSED, message, request)
+    others = await other_submissions(ledger, request)
+    if others and not force:
+        message = (
+            f"also serves {len(others)} merged submission(s) from other callers "
+            f"({_describe(others)}); cancelling would drop their deletions too. Use --force "
+            "to cancel anyway"
+        )
+        return ActionOutcome(request_id, ActionResult.REFUSED, message, request)
+    dropped = f"; dropped merged submissions: {_describe(others)}" if others else ""
     if dry_run:
-        return ActionOutcome(request_id, ActionResult.WOULD_DO, "would cancel", request)
+        return ActionOutcome(request_id, ActionResult.WOULD_DO, f"would cancel{dropped}", request)
     try:
         moved = await ledger.transition(
             request,
             RequestStatus.CANCELLED,
-            TransitionDetails(operator=details.operator, message=f"cancelled: {details.message}"),
+            TransitionDetails(
+                operator=details.operator, message=f"cancelled: {details.message}{dropped}"
+            ),
         )
     except StaleTransition as exc:
         return _changed(request, exc)
     await _withdraw_job(ledger, request.job_id)
-    return ActionOutcome(request_id, ActionResult.DONE, "cancelled", moved)
+    return ActionOutcome(request_id, ActionResult.DONE, f"cancelled{dropped}", moved)
 
 
 async def requeue_many(
@@ -192,10 +233,7 @@ async def requeue_many(
 
 
 async def _active_holder(ledger: Ledger, request: DisconnectRequest) -> str | None:
-    raw = await ledger.redis.get(ledger.active_key(request.account_id))
-    if raw is None:
-        return None
-    holder = raw.decode() if isinstance(raw, bytes) else str(raw)
+    holder = await ledger.active_request(request.account_id)
     return None if holder == request.request_id else holder
 
 

@@ -1,46 +1,59 @@
-"""The Redis-backed ledger: the source of truth for every disconnect request.
+"""The Redis-backed ledger of account requests: the source of truth for every disconnect.
 
-Contracts:
+Contracts (on top of the state machine's, :mod:`ledger.machine`):
 
 - Nothing expires. arq forgets jobs after a day and results after an hour; the ledger does not.
 - One active request per account. :meth:`Ledger.submit` for an account that already has one
   merges into it (a ``disconnect.merged`` record in its history) and returns the existing id. An
   urgent submission merged into a waiting bulk request promotes it to the urgent queue.
-- :meth:`Ledger.transition` is one Lua script: it checks the expected status (and job), writes
-  the new status, appends the history record and, when asked, enqueues the next arq job, all or
-  nothing. Two workers can never both move one request; the loser gets :class:`StaleTransition`.
-- Exactly one audit record per change, published after the script succeeded, identical to the
-  one stored in the request's history. The script and the publication run as one unit under
-  :func:`asyncio.shield`: a caller cancelled while awaiting the script's reply still publishes.
+- A request and its arq job are written by one script (``ledger/lua/create.lua``), so neither
+  exists without the other.
 
-The layout is in :mod:`ledger.scripts`, reads in :mod:`ledger.reads`, record helpers in
-:mod:`ledger.records`, and the CREATE call's construction in :mod:`ledger.submissions`.
+Key layout (``P`` is the key prefix, ``fcd:`` by default):
+
+- ``P req:<id>``            hash: the request (see ``DisconnectRequest``) without the fields reads
+  restore (``request_id`` is in the key, ``updated_at`` is ``created_at`` until the first change,
+  defaults are absent), plus ``job_seq`` (per-request jobs so far; absent means 0), ``claim``
+  (the worker's claim token while held) and, until the request's second record,
+  ``created_by``/``created_ts`` (see :mod:`ledger.records`)
+- ``P req:<id>:hist``       list: compact JSON audit records, oldest first; it does not exist
+  until the request's second record (``ledger/lua/prelude/materialise.lua`` writes the first one
+  into it then)
+- ``P acct:<fca>:active``   string: id of the account's one active request, if any
+- ``P acct:<fca>:reqs``     sorted set: the account's finished requests, by creation time (written
+  by the terminal transition; the active request is found through ``active``)
+- ``P acct:<fca>:hist``     list: JSON audit records about the account itself (no request)
+- ``P status:<status>``     sorted set: request ids in that status, by time of the last change
+- ``arq:job:<job id>``, the queue sorted set: arq's own records, written exactly as arq would. A
+  job is either one request's (``<request id>.<job_seq>``, payload ``{"v":1,"request_id":…}``) or
+  a bulk submission's batch (``b_<hex>``, payload ``{"v":1,"request_ids":[…]}``, the requests
+  recorded with that job id)
+
+Scripts build the history key of a merged request from the prefix passed as an argument
+(single-node Redis or Sentinel, not Redis Cluster).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import json
+from typing import Any
 
 from redis.asyncio import Redis
 
-from ledger import scripts
-from ledger.audit import STATUS_CHANGED, AuditTrail, TransitionDetails, build_record, process_name
-from ledger.jobs import ARQ_JOB_KEY_PREFIX, arq_job_record, job_id_for
+from ledger import lua
+from ledger.audit import AuditTrail, TransitionDetails, build_record
+from ledger.jobs import job_id_for
+from ledger.keys import LedgerKeys
+from ledger.machine import StateStore
 from ledger.models import (
+    ACCOUNT,
+    ACCOUNT_ID_RE,
     DisconnectRequest,
-    IllegalTransition,
     RequestNotFound,
     RequestSource,
     RequestStatus,
-    StaleTransition,
-    check_transition,
 )
-from ledger.reads import LedgerReads
-from ledger.records import dump, flatten, request_record, stored, text
+from ledger.records import dump, expand_record, text
 from ledger.settings import BaseServiceSettings
 from ledger.submissions import (
     CreateCall,
@@ -53,12 +66,8 @@ from ledger.submissions import (
 
 __all__ = ["Ledger", "PreparedSubmission", "Submission"]
 
-_JOB_PLACEHOLDER = "__JOB__"
-T = TypeVar("T")
-R = TypeVar("R")
 
-
-class Ledger(LedgerReads):
+class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
     """Reads and atomically changes disconnect requests in Redis."""
 
     def __init__(
@@ -72,16 +81,17 @@ class Ledger(LedgerReads):
         prefix: str = "fcd:",
         actor: str | None = None,
     ) -> None:
-        self.redis = redis
-        self.queue_name = queue_name
-        self.bulk_queue_name = bulk_queue_name or queue_name
-        self.prefix = prefix
-        self.audit = audit
-        self.actor = actor or process_name()
-        self.job_expires_ms = job_expires_seconds * 1000
-        self._create = redis.register_script(scripts.CREATE)
-        self._transition = redis.register_script(scripts.TRANSITION)
-        self._note = redis.register_script(scripts.NOTE)
+        super().__init__(
+            redis,
+            ACCOUNT,
+            audit=audit,
+            prefix=prefix,
+            queue_name=queue_name,
+            bulk_queue_name=bulk_queue_name,
+            job_expires_seconds=job_expires_seconds,
+            actor=actor,
+        )
+        self._create = lua.register(redis, "ledger", "create")
 
     @classmethod
     def from_settings(
@@ -97,24 +107,8 @@ class Ledger(LedgerReads):
             prefix=settings.key_prefix,
         )
 
-    async def published(self, step: Awaitable[T], publish: Callable[[T], R]) -> R:
-        """Await ``step`` (a script), then ``publish`` its audit records and return what that
-        returns, as one unit a cancellation of the caller cannot split: the records are in the
-        history once the script ran, so their audit lines must follow even if the caller no
-        longer waits for the reply (it still gets its :class:`asyncio.CancelledError`)."""
-
-        async def unit() -> R:
-            return publish(await step)
-
-        task = asyncio.ensure_future(unit())
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # Finish the write's publication before honouring the cancellation, so the caller
-            # (and a shutdown closing Redis and the audit file after it) sees a settled ledger.
-            with contextlib.suppress(Exception):
-                await task
-            raise
+    def _active_keys(self, request: DisconnectRequest) -> list[str]:
+        return [self.active_key(request.account_id), self.account_requests_key(request.account_id)]
 
     # -- submissions --------------------------------------------------------------------------
 
@@ -127,8 +121,13 @@ class Ledger(LedgerReads):
         reason: str = "",
         stripe_account: str | None = None,
         parent_id: str | None = None,
+        children_key: str | None = None,
     ) -> Submission:
-        """Record a new request and enqueue its job, or merge into the account's active one."""
+        """Record a new request and enqueue its job, or merge into the account's active one.
+
+        ``children_key`` (a customer-level parent's children hash) records the answer there in
+        the same step, so a parent never loses track of a child it submitted.
+        """
         prepared = self.prepare_submit(
             account_id,
             source=source,
@@ -142,9 +141,10 @@ class Ledger(LedgerReads):
             self,
             [prepared],
             job_id=job_id_for(request_id, 1),
-            job_bytes=arq_job_record(request_id),
+            job=ACCOUNT.job_record(request_id),
             expire_ms=self.job_expires_ms,
             own_job_seq=True,
+            children_key=children_key,
         )
         (submission,) = await self.published(
             self.run_create(call), lambda answers: self.finish_create(call, answers)
@@ -183,85 +183,6 @@ class Ledger(LedgerReads):
             self.audit.emit(record)
         return [submission for submission, _ in results]
 
-    # -- changes ------------------------------------------------------------------------------
-
-    async def transition(
-        self,
-        request: DisconnectRequest,
-        to: RequestStatus,
-        details: TransitionDetails | None = None,
-        *,
-        expect_job: bool = True,
-        attempts_delta: int = 0,
-        enqueue_in: float | None = None,
-        updates: dict[str, Any] | None = None,
-    ) -> DisconnectRequest:
-        """Move ``request`` from its current status to ``to``, atomically, and audit it once.
-
-        ``request`` is the caller's snapshot; if the ledger no longer agrees with its status (or,
-        with ``expect_job``, its job id) nothing changes and :class:`StaleTransition` is raised.
-        ``enqueue_in`` (seconds) enqueues a fresh arq job due after that delay, in the same step,
-        on the request's queue (its stored priority). ``updates`` are extra request fields to
-        write (``None`` clears a field). A terminal move indexes the request under its account.
-        """
-        check_transition(request.request_id, request.status, to)
-        now = time.time()
-        attempt = request.attempts + attempts_delta
-        job = _JOB_PLACEHOLDER if enqueue_in is not None else request.job_id
-        record = request_record(
-            self.actor, STATUS_CHANGED, request, request.status, to, job, details=details,
-            attempt=attempt,
-        )  # fmt: skip
-        keys = [
-            self.request_key(request.request_id),
-            self.history_key(request.request_id),
-            self.status_key(request.status),
-            self.status_key(to),
-            self.active_key(request.account_id),
-            self.queue_of(request),
-            self.account_requests_key(request.account_id),
-            self.queue_name,
-        ]
-        expected_job = (request.job_id or "") if expect_job else ""
-        args: list[Any] = [request.request_id, request.status.value, expected_job, to.value, now]
-        args += [stored(record, request), "1" if to.is_terminal else "0", attempts_delta]
-        args += self._enqueue_args(request, now, enqueue_in)
-        args += flatten(updates or {})
-
-        def publish(result: Any) -> Any:
-            if int(result[0]) == 1:
-                self.audit.emit({**record, "job_id": text(result[1])})
-            return result
-
-        result = await self.published(self._transition(keys=keys, args=args), publish)
-        _raise_unless_done(request, to, result)
-        changed = {**(updates or {}), "status": to, "updated_at": now}
-        changed.update(job_id=text(result[1]), attempts=attempt)
-        return request.model_copy(update=changed)
-
-    def _enqueue_args(
-        self, request: DisconnectRequest, now: float, enqueue_in: float | None
-    ) -> list[Any]:
-        """TRANSITION's enqueue arguments: flag, job bytes, due score (ms), expiry (ms), prefix."""
-        delay = enqueue_in or 0.0
-        job = arq_job_record(request.request_id) if enqueue_in is not None else b""
-        flag = "1" if enqueue_in is not None else "0"
-        expire_ms = self.job_expires_ms + int(delay * 1000)
-        return [flag, job, int((now + delay) * 1000), expire_ms, ARQ_JOB_KEY_PREFIX]
-
-    async def note(
-        self, request: DisconnectRequest, event: str, details: TransitionDetails | None = None
-    ) -> dict[str, Any]:
-        """Append an audit record that is not a status change (e.g. Stripe's confirmation)."""
-        record = request_record(
-            self.actor, event, request, None, None, request.job_id, details=details
-        )
-        record["from"] = record["to"] = request.status.value
-        keys = [self.request_key(request.request_id), self.history_key(request.request_id)]
-        step = self._note(keys=keys, args=[stored(record, request)])
-        await self.published(step, lambda _: self.audit.emit(record))
-        return record
-
     async def note_account(
         self, account_id: str, event: str, details: TransitionDetails | None = None
     ) -> dict[str, Any]:
@@ -279,14 +200,44 @@ class Ledger(LedgerReads):
         await self.published(step, lambda _: self.audit.emit(record))  # type: ignore[arg-type]
         return record
 
+    # -- account-level reads ------------------------------------------------------------------
 
-def _raise_unless_done(request: DisconnectRequest, to: RequestStatus, result: Any) -> None:
-    code = int(result[0])
-    if code == -1:
-        raise RequestNotFound(request.request_id)
-    if code == -2:
-        raise IllegalTransition(request.request_id, request.status, to)
-    if code == 0:
-        raise StaleTransition(
-            request.request_id, f"{request.status}/{request.job_id}", text(result[1])
-        )
+    async def account_history(self, account_id: str) -> list[dict[str, Any]]:
+        """Everything recorded about an account: its own notes and every request's history,
+        in time order."""
+        raw = await self.redis.lrange(self.account_history_key(account_id), 0, -1)  # type: ignore[misc]
+        records = [expand_record(json.loads(item)) for item in raw]
+        for request_id in await self.requests_for_account(account_id):
+            records += await self.history(request_id)
+        return sorted(records, key=lambda record: str(record["ts"]))
+
+    async def requests_for_account(self, account_id: str) -> list[str]:
+        """Every request id ever made for the account, oldest first: the finished ones (indexed
+        when they end) and the active one, if any."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(self.account_requests_key(account_id), 0, -1, withscores=True)
+            pipe.get(self.active_key(account_id))
+            finished, active = await pipe.execute()
+        created = {text(member): float(score) for member, score in finished}
+        if active is not None and text(active) not in created:
+            raw = await self.redis.hget(self.request_key(text(active)), "created_at")  # type: ignore[misc]
+            if raw is not None:
+                created[text(active)] = float(raw)
+        return sorted(created, key=lambda request_id: (created[request_id], request_id))
+
+    async def active_request(self, account_id: str) -> str | None:
+        """The id of the account's one active request, if it has one."""
+        raw = await self.redis.get(self.active_key(account_id))
+        return None if raw is None else text(raw)
+
+    async def resolve(self, ref: str) -> DisconnectRequest:
+        """A request by id, or an account's active (else most recent) request by ``fca_`` id."""
+        if not ACCOUNT_ID_RE.match(ref):
+            return await self.get(ref)
+        active = await self.active_request(ref)
+        if active is not None:
+            return await self.get(active)
+        ids = await self.requests_for_account(ref)
+        if not ids:
+            raise RequestNotFound(ref)
+        return await self.get(ids[-1])

@@ -10,15 +10,15 @@ neither exists without the other; a merged submission is left out of the job's p
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ledger import lua
 from ledger.audit import MERGED, STATUS_CHANGED
-from ledger.jobs import ARQ_JOB_KEY_PREFIX, arq_job_record
-from ledger.keys import LedgerKeys
+from ledger.jobs import ARQ_JOB_KEY_PREFIX
 from ledger.models import (
+    ACCOUNT,
     DisconnectRequest,
     RequestPriority,
     RequestSource,
@@ -26,7 +26,7 @@ from ledger.models import (
     new_request_id,
     priority_for,
 )
-from ledger.records import dump, flatten, hash_fields, request_record, text
+from ledger.records import hash_fields, request_record, text
 
 #: The ``message`` of a merge record whose submission promoted the request to the urgent queue.
 PROMOTED_MESSAGE = "promoted to the urgent queue"
@@ -34,6 +34,9 @@ PROMOTED_MESSAGE = "promoted to the urgent queue"
 #: (a retry) goes to the urgent queue.
 PROMOTED_IN_FLIGHT = "+"
 _EXISTING = "__EXISTING__"
+
+if TYPE_CHECKING:
+    from ledger.store import Ledger
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class PreparedSubmission:
     request: DisconnectRequest
     created: dict[str, Any]  # its creation record; ``job_id`` is set by the call it goes into
     merge: dict[str, Any]  # the record if it merges instead; ``request_id`` is the existing one
-    fields: dict[str, Any] = field(default_factory=dict)  # the request's hash at creation
+    fields: dict[str, str] = field(default_factory=dict)  # the request's hash at creation
 
 
 @dataclass(frozen=True)
@@ -89,25 +92,34 @@ def prepare(
         parent_id=parent_id,
         priority=priority_for(source),
     )
-    created = request_record(actor, STATUS_CHANGED, request, None, RequestStatus.QUEUED, None)
+    created = request_record(
+        ACCOUNT, actor, STATUS_CHANGED, request, None, RequestStatus.QUEUED, None
+    )
     # The merge record differs from the created one only in these fields (same instant).
     merge = {**created, "event": MERGED, "to": None, "request_id": _EXISTING}
-    fields = {**hash_fields(request), "created_by": actor, "created_ts": created["ts"]}
+    fields = {
+        **hash_fields(request),
+        "priority": request.priority.value,  # stored explicitly: promotion changes it
+        "created_by": actor,
+        "created_ts": created["ts"],
+    }
     return PreparedSubmission(request, created, merge, fields)
 
 
 def create_call(
-    keys: LedgerKeys,
+    keys: Ledger,
     submissions: list[PreparedSubmission],
     *,
     job_id: str,
-    job_bytes: bytes,
+    job: dict[str, Any],
     expire_ms: int,
     own_job_seq: bool = False,
+    children_key: str | None = None,
 ) -> CreateCall:
-    """The CREATE call recording ``submissions`` under the arq job ``job_id`` (``job_bytes``,
-    with ``"__IDS__"`` for a batch's ids). ``own_job_seq``: the job is the request's own
-    ``<id>.1``, so its per-request job counter starts at 1. All share one source (one queue)."""
+    """The CREATE call recording ``submissions`` under the arq job ``job_id`` (its record
+    ``job``; a batch's id list is filled in by the script). ``own_job_seq``: the job is the
+    request's own ``<id>.1``, so its per-request job counter starts at 1. ``children_key``: also
+    record each answer in that parent's children hash. All share one source (one queue)."""
     source = submissions[0].request.source
     now = time.time()
     urgent = priority_for(source) == RequestPriority.URGENT
@@ -117,16 +129,35 @@ def create_call(
         keys.queue_for(source),
         keys.bulk_queue_name,
     ]
-    args: list[Any] = [now, job_id, job_bytes, int(now * 1000), expire_ms, keys.prefix]
-    args += [ARQ_JOB_KEY_PREFIX, arq_job_record(_EXISTING) if urgent else b""]
-    args += [PROMOTED_MESSAGE, RequestSource.RETENTION_POLICY.value]
+    spec: dict[str, Any] = {
+        "now": repr(now),
+        "job_id": job_id,
+        "job": job,
+        "score": int(now * 1000),
+        "expire_ms": expire_ms,
+        "prefix": keys.prefix,
+        "job_prefix": ARQ_JOB_KEY_PREFIX,
+        "promote_message": PROMOTED_MESSAGE,
+        "bulk_source": RequestSource.RETENTION_POLICY.value,
+        "requests": [],
+    }
+    if urgent:
+        spec["promote_job"] = ACCOUNT.job_record(_EXISTING)
+    if children_key is not None:
+        spec["children_key"] = children_key
     for submission in submissions:
         request = submission.request
         call_keys += [keys.active_key(request.account_id), keys.request_key(request.request_id)]
-        fields = {**submission.fields, **({"job_seq": 1} if own_job_seq else {})}
-        pairs = json.dumps(flatten(fields), separators=(",", ":"))
-        args += [request.request_id, pairs, dump(submission.merge)]
-    return CreateCall(call_keys, args, job_id, submissions)
+        fields = {**submission.fields, **({"job_seq": "1"} if own_job_seq else {})}
+        spec["requests"].append(
+            {
+                "id": request.request_id,
+                "account_id": request.account_id,
+                "fields": fields,
+                "merge": {k: v for k, v in submission.merge.items() if v is not None},
+            }
+        )
+    return CreateCall(call_keys, [lua.params(**spec)], job_id, submissions)
 
 
 def finish(call: CreateCall, answers: list[Any]) -> list[tuple[Submission, dict[str, Any]]]:

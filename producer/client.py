@@ -12,11 +12,12 @@ answer (its ``status``, ``code`` and ``field`` come from the intake's error body
 from __future__ import annotations
 
 import asyncio
-import random
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+
+from ledger.backoff import full_jitter
 
 
 class IntakeError(Exception):
@@ -103,7 +104,8 @@ class DisconnectClient:
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 last = type(exc).__name__
             if attempt < self.max_attempts:
-                await asyncio.sleep(random.uniform(0, self.backoff_seconds * 2 ** (attempt - 1)))
+                cap = self.backoff_seconds * 2 ** (self.max_attempts - 1)
+                await asyncio.sleep(full_jitter(attempt, base=self.backoff_seconds, cap=cap))
         raise IntakeError(
             f"{method} {path}: gave up after {self.max_attempts} attempts ({last})", status=None
         )

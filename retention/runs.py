@@ -23,10 +23,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 
 from ledger.audit import AuditTrail, build_record, process_name
 from ledger.models import RequestSource, new_request_id
-from ledger.reconcile import RELEASE_LOCK
 
 SWEEP_STARTED = "sweep.started"
 SWEEP_SELECTED = "sweep.selected"
@@ -162,16 +163,27 @@ class SweepRuns:
         key = f"{self.prefix}sweep:slot:{policy}:{slot_ms}"
         return bool(await self.redis.set(key, self.actor, nx=True, ex=ttl_seconds))
 
+    def policy_lock(self, policy: str, ttl_seconds: float | None = None) -> Lock:
+        """The policy's lock (one sweep of a policy at a time, across every process): redis-py's
+        ``Lock`` on ``P sweep:lock:<policy>``, expiring after ``ttl_seconds``."""
+        return self.redis.lock(f"{self.prefix}sweep:lock:{policy}", timeout=ttl_seconds)
+
     async def lock(self, policy: str, ttl_seconds: float) -> str | None:
-        """Take the policy's lock (one sweep of a policy at a time); ``None`` if it is held."""
+        """Take the policy's lock; its token, or ``None`` if another sweep holds it."""
         token = secrets.token_hex(8)
-        key = f"{self.prefix}sweep:lock:{policy}"
-        taken = await self.redis.set(key, token, nx=True, px=int(ttl_seconds * 1000))
+        taken = await self.policy_lock(policy, ttl_seconds).acquire(blocking=False, token=token)
         return token if taken else None
 
-    async def unlock(self, policy: str, token: str) -> None:
-        key = f"{self.prefix}sweep:lock:{policy}"
-        await self.redis.eval(RELEASE_LOCK, 1, key, token)  # type: ignore[misc]
+    async def unlock(self, policy: str, token: str) -> bool:
+        """Release the policy's lock if ``token`` still holds it (``False`` if it expired or was
+        taken over meanwhile)."""
+        lock = self.policy_lock(policy)
+        lock.local.token = token.encode()
+        try:
+            await lock.release()
+        except LockError:
+            return False
+        return True
 
     async def _audit(self, run: SweepRun, event: str, message: str, level: str = "info") -> None:
         record = build_record(

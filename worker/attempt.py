@@ -51,6 +51,11 @@ class DisconnectDeps:
     paused_recheck_seconds: float = 10.0
 
 
+class ClaimLost(Exception):
+    """The request is no longer held under this attempt's claim: someone else owns it now, and
+    nothing may be sent for it."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Where one attempt leaves the request: a terminal status, ``RETRY_SCHEDULED``, or
@@ -62,7 +67,8 @@ class Outcome:
     #: The attempt does not count against the budget (limiter 429, account busy, breaker).
     attempt_free: bool = False
     trip_breaker: bool = False
-    #: A disconnect POST was sent during this attempt (so a later "found disconnected" is ours).
+    #: A disconnect POST was sent during this attempt (its intent is on the request already,
+    #: ``last_posted_at``, so a later "found disconnected" is known to be ours).
     posted: bool = False
 
 
@@ -87,15 +93,22 @@ async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Ou
 
 
 async def call_stripe(
-    deps: DisconnectDeps, endpoint: str, call: Callable[[], Awaitable[StripeResult]]
+    deps: DisconnectDeps,
+    endpoint: str,
+    call: Callable[[], Awaitable[StripeResult]],
+    *,
+    before_send: Callable[[], Awaitable[None]] | None = None,
 ) -> StripeResult:
     """One Stripe call at the shared limiter; a limiter 429 slows every worker down.
 
     Raises :class:`LimiterPaused` (never waits) while the service is paused, so the caller can
-    hand its work back instead of holding it. Every call made is counted by endpoint and outcome
-    in ``P metrics:stripe`` (``/metrics``: ``fcd_stripe_calls_total``).
+    hand its work back instead of holding it. ``before_send`` runs once the permit is granted,
+    right before the call (it may raise to stop the call). Every call made is counted by endpoint
+    and outcome in ``P metrics:stripe`` (``/metrics``: ``fcd_stripe_calls_total``).
     """
     async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
+        if before_send is not None:
+            await before_send()
         try:
             result = await call()
         except StripeError as exc:
@@ -136,6 +149,12 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
     if refresh_key:
         generation = request.idempotency_generation + 1
         key_request = request.model_copy(update={"idempotency_generation": generation})
+
+    async def record_intent() -> None:
+        # Before the POST leaves: an attempt cut off mid-call must still count as having posted.
+        if not await deps.ledger.update_if_held(request, {"last_posted_at": time.time()}):
+            raise ClaimLost(request.request_id)
+
     try:
         result = await call_stripe(
             deps,
@@ -145,6 +164,7 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
                 idempotency_key=key_request.idempotency_key,
                 stripe_account=request.stripe_account,
             ),
+            before_send=record_intent,
         )
     except StripeError as exc:
         return replace(await _after_error(deps, request, exc), posted=True)

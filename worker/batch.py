@@ -32,11 +32,12 @@ import structlog
 from redis.exceptions import RedisError
 
 from ledger.jobs import BATCH_HEARTBEAT_SECONDS, BATCH_HEARTBEAT_TTL_SECONDS, batch_heartbeat_key
+from worker.claims import JobResult
 from worker.disconnect import DisconnectDeps, run_disconnect
 
 log = structlog.get_logger("fcd.worker")
 
-PAUSED = "paused"
+PAUSED = JobResult.PAUSED
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class BatchDeps:
 
 
 async def run_batch(deps: BatchDeps, request_ids: Sequence[str], job_id: str) -> Counter[str]:
-    """Run every request of batch job ``job_id``; count the results (each a status,
-    ``"skipped"``, ``"paused"``, ``"timed_out"`` or ``"error"``)."""
+    """Run every request of batch job ``job_id``; count the results (each a status value or a
+    :class:`JobResult`: skipped, paused, timed_out, error)."""
     # A TaskGroup, not gather: cancelled, it waits until every attempt has been given back.
     heartbeat = asyncio.create_task(_beat(deps, job_id))
     try:
@@ -60,7 +61,7 @@ async def run_batch(deps: BatchDeps, request_ids: Sequence[str], job_id: str) ->
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
-    return Counter(run.result() for run in runs)
+    return Counter(str(run.result()) for run in runs)
 
 
 async def _beat(deps: BatchDeps, job_id: str) -> None:
@@ -74,14 +75,15 @@ async def _beat(deps: BatchDeps, job_id: str) -> None:
 
 
 async def _one(deps: BatchDeps, request_id: str, job_id: str) -> str:
+    """One request's attempt, bounded by the attempt timeout; never raises but cancellation."""
     async with deps.slots:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 async with asyncio.timeout(deps.attempt_timeout):
-                    return await run_disconnect(deps.base, request_id, job_id)
+                    return str(await run_disconnect(deps.base, request_id, job_id))
             except TimeoutError:
                 log.warning("job.attempt_timed_out", timeout_seconds=deps.attempt_timeout)
-                return "timed_out"
+                return JobResult.TIMED_OUT
             except Exception:
                 log.exception("job.batch_request_failed")
-                return "error"
+                return JobResult.ERROR

@@ -1,14 +1,16 @@
 """The customer job: list a customer's accounts through Stripe and submit one request for each.
 
-Contract of :func:`run_customer` (mirrors :mod:`worker.disconnect`):
+Contract of :func:`run_customer` (the same claim and give-back as every kind, :mod:`worker.claims`):
 
-- It acts only if this job is the parent's current job and the parent is waiting (``queued`` or
+- It claims the parent only if this job is its current job and it is waiting (``queued`` or
   ``retry_scheduled``), or was ``listing`` under this very job when its worker died (the listing
   then resumes from the saved cursor).
 - Pages are read with ``starting_after`` (100 accounts a page), each call through the worker's
-  gate (``gate.slot("list")``). Each page's children and the cursor are recorded in one step
-  after the page's accounts are submitted, so a crash repeats at most one page; repeating a
-  submission merges into the account's active request.
+  gate (``gate.slot("list")``). Each child is submitted and recorded on the parent in one script,
+  so a listing cut off anywhere never forgets a child; the cursor is saved after each page, so a
+  crash repeats at most one page, whose known children are skipped. On a resumed listing an
+  account whose request (active or finished) names this parent is a known child too, so a child
+  that already finished is never submitted again (children recorded by older versions).
 - A list error is decided like a disconnect error (:func:`worker.outcomes.decide`): transient
   ones schedule a retry with the same backoff and attempt budget (a limiter 429 does not spend
   an attempt); anything else fails the parent. A 401/403 trips the circuit breaker instead and,
@@ -35,7 +37,8 @@ from ledger.customer_models import CustomerJob, CustomerRequest, CustomerStatus
 from ledger.customers import CustomerLedger
 from ledger.models import ACCOUNT_ID_RE, StaleTransition
 from worker.attempt import DisconnectDeps, call_stripe, trip_breaker
-from worker.outcomes import Action, decide, is_auth_failure
+from worker.claims import JobResult, claim, give_back
+from worker.outcomes import is_auth_failure, is_transient
 from worker.ratelimit import LimiterPaused
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeAPIError, StripeError
@@ -43,7 +46,9 @@ from worker.stripe_client import StripeAPIError, StripeError
 log = structlog.get_logger("fcd.worker")
 
 PAGE_SIZE = 100
-_WAITING = frozenset({CustomerStatus.QUEUED, CustomerStatus.RETRY_SCHEDULED})
+RESUME_NOTE = "previous worker was lost mid-listing; resuming from the saved cursor"
+CANCELLED_NOTE = "job cancelled mid-listing (worker shutdown or job timeout); attempt not spent"
+PAUSED_NOTE = "service paused; listing handed back to the queue, attempt not spent"
 
 
 @dataclass(frozen=True)
@@ -66,70 +71,59 @@ async def disconnect_customer(ctx: dict[str, Any], payload: dict[str, Any]) -> s
     deps: CustomerDeps = ctx["customer_deps"]
     with structlog.contextvars.bound_contextvars(request_id=job.parent_id, job_id=ctx["job_id"]):
         result = await run_customer(deps, job.parent_id, ctx["job_id"])
-    if result == "paused":
+    if result == JobResult.PAUSED:
         raise Retry(defer=deps.base.paused_recheck_seconds)
-    return result
+    return str(result)
 
 
-async def run_customer(deps: CustomerDeps, parent_id: str, job_id: str) -> str:
+async def run_customer(
+    deps: CustomerDeps, parent_id: str, job_id: str
+) -> CustomerStatus | JobResult:
     """Run the listing for ``parent_id`` as job ``job_id``; return the parent's new status,
-    ``"skipped"`` or ``"paused"`` (nothing done while the service is paused)."""
+    :attr:`JobResult.SKIPPED` or :attr:`JobResult.PAUSED` (nothing done while paused)."""
     ledger = deps.base.ledger
     if await get_pause(ledger.redis, key=ledger.pause_key) is not None:
-        return "paused"
-    parent = await _claim(deps, await deps.customers.get(parent_id), job_id)
+        return JobResult.PAUSED
+    customers = deps.customers
+    parent = await claim(customers, await customers.get(parent_id), job_id, resume_note=RESUME_NOTE)
     if parent is None:
-        return "skipped"
+        return JobResult.SKIPPED
+    try:
+        return await _list_then_finish(deps, parent)
+    except StaleTransition:
+        log.info("customer.lost_race")
+        return JobResult.SKIPPED
+
+
+async def _list_then_finish(
+    deps: CustomerDeps, parent: CustomerRequest
+) -> CustomerStatus | JobResult:
+    customers = deps.customers
     try:
         parent = await list_and_submit(deps, parent)
     except asyncio.CancelledError:
-        await asyncio.shield(_give_back(deps, parent))
+        await asyncio.shield(give_back(customers, parent, TransitionDetails(CANCELLED_NOTE)))
         raise
     except LimiterPaused:
-        note = "service paused; listing handed back to the queue, attempt not spent"
-        return await _hand_back(deps, parent, TransitionDetails(message=note))
+        return await _hand_back(deps, parent, TransitionDetails(message=PAUSED_NOTE))
     except StripeError as exc:
         if is_auth_failure(exc):
             details = _error_details(parent, exc)
             await trip_breaker(deps.base, details)
             return await _hand_back(deps, parent, details)
         return await _after_error(deps, parent, exc)
-    total = len(await deps.customers.children(parent_id))
+    total = len(await customers.children(parent.request_id))
     message = f"customer {parent.customer_id}: {total} account(s) listed, each has a request"
-    try:
-        await deps.customers.transition(
-            parent, CustomerStatus.LISTED, TransitionDetails(message=message)
-        )
-    except StaleTransition:
-        log.info("customer.lost_race")
-        return "skipped"
-    return CustomerStatus.LISTED.value
-
-
-async def _claim(
-    deps: CustomerDeps, parent: CustomerRequest, job_id: str
-) -> CustomerRequest | None:
-    if parent.job_id != job_id:
-        log.info("job.stale", current_job_id=parent.job_id)
-        return None
-    try:
-        if parent.status == CustomerStatus.LISTING:
-            note = "previous worker was lost mid-listing; resuming from the saved cursor"
-            parent = await deps.customers.transition(
-                parent, CustomerStatus.QUEUED, TransitionDetails(message=note)
-            )
-        if parent.status not in _WAITING:
-            log.info("job.not_waiting", status=parent.status.value)
-            return None
-        return await deps.customers.transition(parent, CustomerStatus.LISTING, attempts_delta=1)
-    except StaleTransition as exc:
-        log.info("job.lost_race", actual=exc.actual)
-        return None
+    listed = await customers.transition(
+        parent, CustomerStatus.LISTED, TransitionDetails(message=message)
+    )
+    return listed.status
 
 
 async def list_and_submit(deps: CustomerDeps, parent: CustomerRequest) -> CustomerRequest:
     """Page through the customer's accounts from the saved cursor, submitting each one once."""
     known = await deps.customers.children(parent.request_id)
+    resumed = parent.attempts > 1 or parent.cursor is not None
     cursor = parent.cursor
     while True:
         fetch_page = partial(
@@ -145,13 +139,30 @@ async def list_and_submit(deps: CustomerDeps, parent: CustomerRequest) -> Custom
         accounts = [i for i in ids if isinstance(i, str) and ACCOUNT_ID_RE.match(i)]
         page: dict[str, str] = {}
         for account_id in accounts:
-            if account_id not in known:
-                page[account_id] = await _submit_child(deps, parent, account_id)
+            if account_id in known:
+                continue
+            earlier = await _earlier_child(deps, parent, account_id) if resumed else None
+            page[account_id] = earlier or await _submit_child(deps, parent, account_id)
         cursor = accounts[-1] if accounts else cursor
         parent = await deps.customers.add_children(parent, page, cursor)
         known.update(page)
         if not accounts or not result.body.get("has_more"):
             return parent
+
+
+async def _earlier_child(
+    deps: CustomerDeps, parent: CustomerRequest, account_id: str
+) -> str | None:
+    """A request for ``account_id`` made by this parent before a crash, if there is one (it is
+    recorded as the parent's child; never submitted again)."""
+    ledger = deps.base.ledger
+    for request_id in reversed(await ledger.requests_for_account(account_id)):
+        if (await ledger.get(request_id)).parent_id == parent.request_id:
+            await deps.base.ledger.redis.hset(  # type: ignore[misc]
+                deps.customers.children_key(parent.request_id), account_id, request_id
+            )
+            return request_id
+    return None
 
 
 async def _submit_child(deps: CustomerDeps, parent: CustomerRequest, account_id: str) -> str:
@@ -162,42 +173,38 @@ async def _submit_child(deps: CustomerDeps, parent: CustomerRequest, account_id:
         reason=parent.reason,
         stripe_account=parent.stripe_account,
         parent_id=parent.request_id,
+        children_key=deps.customers.children_key(parent.request_id),
     )
     return submission.request_id
 
 
-async def _after_error(deps: CustomerDeps, parent: CustomerRequest, error: StripeError) -> str:
-    decision = decide(error)
-    retry = decision.action == Action.RETRY or (
-        decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
-    )
+async def _after_error(
+    deps: CustomerDeps, parent: CustomerRequest, error: StripeError
+) -> CustomerStatus:
+    retry = is_transient(error)
     details = _error_details(parent, error)
     message = details.message or ""
     refund = -1 if isinstance(error, StripeAPIError) and error.is_rate_limit else 0
     policy = deps.base.policy
     spent = policy.exhausted(parent.attempts + refund, time.time() - parent.created_at)
-    try:
-        if retry and spent is None:
-            delay = policy.backoff(max(parent.attempts, 1))
-            details = replace(details, message=f"{message}; retrying in {delay:.1f}s")
-            moved = await deps.customers.transition(
-                parent,
-                CustomerStatus.RETRY_SCHEDULED,
-                details,
-                attempts_delta=refund,
-                enqueue_in=delay,
-                updates={"last_error": message},
-            )
-            return moved.status.value
-        if spent is not None and retry:
-            details = replace(details, message=f"{spent}; last error: {message}")
-        failed = await deps.customers.transition(
-            parent, CustomerStatus.FAILED, details, updates={"last_error": message}
+    if retry and spent is None:
+        delay = policy.backoff(max(parent.attempts, 1))
+        details = replace(details, message=f"{message}; retrying in {delay:.1f}s")
+        moved = await deps.customers.transition(
+            parent,
+            CustomerStatus.RETRY_SCHEDULED,
+            details,
+            attempts_delta=refund,
+            enqueue_in=delay,
+            updates={"last_error": message},
         )
-        return failed.status.value
-    except StaleTransition:
-        log.info("customer.lost_race")
-        return "skipped"
+        return moved.status
+    if spent is not None and retry:
+        details = replace(details, message=f"{spent}; last error: {message}")
+    failed = await deps.customers.transition(
+        parent, CustomerStatus.FAILED, details, updates={"last_error": message}
+    )
+    return failed.status
 
 
 def _error_details(parent: CustomerRequest, error: StripeError) -> TransitionDetails:
@@ -212,31 +219,7 @@ def _error_details(parent: CustomerRequest, error: StripeError) -> TransitionDet
 
 async def _hand_back(
     deps: CustomerDeps, parent: CustomerRequest, details: TransitionDetails
-) -> str:
+) -> CustomerStatus | JobResult:
     """Paused (by hand or by the breaker): back to ``queued`` under a deferred job, attempt kept."""
-    try:
-        moved = await deps.customers.transition(
-            parent,
-            CustomerStatus.QUEUED,
-            details,
-            attempts_delta=-1,
-            enqueue_in=deps.base.paused_recheck_seconds,
-        )
-    except StaleTransition:
-        log.info("customer.lost_race")
-        return "skipped"
-    return moved.status.value
-
-
-async def _give_back(deps: CustomerDeps, parent: CustomerRequest) -> None:
-    note = "job cancelled mid-listing (worker shutdown or job timeout); attempt not spent"
-    try:
-        await deps.customers.transition(
-            parent,
-            CustomerStatus.QUEUED,
-            TransitionDetails(message=note),
-            attempts_delta=-1,
-            enqueue_in=0.0,
-        )
-    except StaleTransition:
-        log.warning("job.give_back_lost_race")
+    moved = await give_back(deps.customers, parent, details, delay=deps.base.paused_recheck_seconds)
+    return JobResult.SKIPPED if moved is None else moved.status

@@ -69,3 +69,12 @@ def decide(error: StripeError) -> Decision:
 def is_auth_failure(error: StripeError) -> bool:
     """401/403: the key is wrong or lacks permission; no request can succeed until fixed."""
     return isinstance(error, StripeAPIError) and error.http_status in (401, 403)
+
+
+def is_transient(error: StripeError) -> bool:
+    """Whether another attempt may succeed: for calls that never check the account themselves
+    (listings), a "check the account, then retry" decision is a retry."""
+    decision = decide(error)
+    return decision.action == Action.RETRY or (
+        decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
+    )

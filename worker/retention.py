@@ -38,7 +38,8 @@ from retention.sources import (
 )
 from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 from worker.disconnect import DisconnectDeps
-from worker.outcomes import Action, decide
+from worker.claims import JobResult
+from worker.outcomes import is_transient
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeAPIError, StripeError
 
@@ -72,7 +73,7 @@ def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
                         limit=PAGE_SIZE, starting_after=starting_after
                     )
             except StripeError as exc:
-                if attempt == LIST_ATTEMPTS or not _transient(exc):
+                if attempt == LIST_ATTEMPTS or not is_transient(exc):
                     raise
                 if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
                     await deps.gate.report_rate_limited("list", exc.meta.rate_limited_reason)
@@ -84,13 +85,6 @@ def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
         raise AssertionError("unreachable")
 
     return fetch
-
-
-def _transient(error: StripeError) -> bool:
-    decision = decide(error)
-    return decision.action == Action.RETRY or (
-        decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
-    )
 
 
 async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force: bool) -> str:
@@ -117,7 +111,7 @@ async def retention_sweep(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     run = await deps.runs.get(job.run_id)
     if run.status != SweepStatus.REQUESTED:
         log.info("sweep.not_requested", run_id=run.run_id, status=run.status.value)
-        return "skipped"
+        return JobResult.SKIPPED
     try:
         policy = get_policy(deps.settings.retention_policies, run.policy)
     except PolicyError as exc:
@@ -136,7 +130,7 @@ async def scheduled_sweep(ctx: dict[str, Any], policy_name: str) -> str:
     deps: SweepDeps = ctx["sweep_deps"]
     slot_ms = _slot_ms(str(ctx.get("job_id", "")))
     if not await deps.runs.claim_slot(policy_name, slot_ms):
-        return "duplicate"
+        return JobResult.DUPLICATE
     policy = get_policy(deps.settings.retention_policies, policy_name)
     run = await deps.runs.create(
         SweepRun(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ledger.backoff import full_jitter
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -19,8 +21,7 @@ class RetryPolicy:
         Full jitter (AWS architecture blog): uniform in ``[0, min(cap, base * 2^(attempt-1))]``,
         so many workers retrying together spread out instead of hitting Stripe in waves.
         """
-        ceiling = min(self.cap_seconds, self.base_seconds * (2 ** max(attempt - 1, 0)))
-        return (rng or random).uniform(0.0, ceiling)
+        return full_jitter(attempt, base=self.base_seconds, cap=self.cap_seconds, rng=rng)
 
     def exhausted(self, attempts: int, age_seconds: float) -> str | None:
         """Why the budget is spent (a message for the audit trail), or ``None`` if it is not."""

@@ -20,6 +20,8 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from control.pause import PAUSE_KEY, PauseState
+from ledger import lua
+from ledger.backoff import full_jitter
 from worker.ratelimit import scripts
 from worker.ratelimit.budget import LimiterSnapshot, Permit, Priority, RateBudget
 from worker.ratelimit.errors import LimiterPaused, LimiterTimeout, UnknownEndpoint
@@ -33,6 +35,7 @@ _UNAVAILABLE: Final = (
     OSError,
 )
 _MICRO: Final = 1_000_000
+_PACKAGE: Final = "worker.ratelimit"
 
 _log = structlog.get_logger(__name__)
 
@@ -74,9 +77,9 @@ class RateLimiter:
         self._busy_retry = busy_retry_seconds
         self._max_backoff = max_backoff_seconds
         self._waiter_grace = waiter_grace_seconds
-        self._acquire_script = redis.register_script(scripts.ACQUIRE)
-        self._report_script = redis.register_script(scripts.REPORT_RATE_LIMITED)
-        self._snapshot_script = redis.register_script(scripts.SNAPSHOT)
+        self._acquire_script = lua.register(redis, _PACKAGE, "acquire")
+        self._report_script = lua.register(redis, _PACKAGE, "report_rate_limited")
+        self._snapshot_script = lua.register(redis, _PACKAGE, "snapshot")
         self._pause_watch = asyncio.Lock()
         self._waiter_keys = (
             self._key("wait:urgent"),
@@ -204,8 +207,7 @@ class RateLimiter:
                 paused = await self._redis.exists(self._pause_key)
 
     async def _back_off(self, endpoint: str, failures: int, exc: BaseException) -> None:
-        delay = min(self._max_backoff, 0.1 * 2 ** min(failures - 1, 16))
-        delay *= random.uniform(0.5, 1.0)
+        delay = full_jitter(failures, base=0.1, cap=self._max_backoff)
         _log.warning(
             "limiter.redis_unavailable",
             endpoint=endpoint,

@@ -1,10 +1,11 @@
 """One Stripe call per account at a time, across every worker.
 
 Stripe answers two concurrent requests on the same object with ``429 lock_timeout``; arq may also
-run a job twice. ``AccountLock`` is ``SET fcd:lock:account:<id> <token> NX PX <ttl>`` on entry and
-a compare-and-delete on exit, so a holder whose lock already expired can never delete the lock of
-the worker that took it over. The TTL must outlast the guarded work (HTTP timeout plus retries):
-when it does not, a second worker may start, which the idempotency key then makes harmless.
+run a job twice. ``AccountLock`` is redis-py's ``Lock`` on ``fcd:lock:account:<id>`` (``SET NX PX``
+with a random token on entry, a compare-and-delete on exit), so a holder whose lock already
+expired can never delete the lock of the worker that took it over. The TTL must outlast the
+guarded work (HTTP timeout plus retries): when it does not, a second worker may start, which the
+idempotency key then makes harmless.
 
 It does not wait: a busy account raises :class:`AccountBusy`, and the job defers itself. If Redis
 is unreachable the Redis error propagates and nothing is locked (fail closed).
@@ -12,14 +13,14 @@ is unreachable the Redis error propagates and nothing is locked (fail closed).
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from types import TracebackType
 from typing import Final, Self
 
 from redis.asyncio import Redis
+from redis.exceptions import LockError
 
 from worker.ratelimit.errors import AccountBusy
-from worker.ratelimit.scripts import COMPARE_AND_DELETE
 
 ACCOUNT_LOCK_PREFIX: Final = "fcd:lock:account:"
 
@@ -37,30 +38,27 @@ class AccountLock:
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
-        self._redis = redis
-        self._release_script = redis.register_script(COMPARE_AND_DELETE)
         self.account_id = account_id
         self.key = f"{key_prefix}{account_id}"
         self.ttl_seconds = ttl_seconds
-        self._token: str | None = None
+        self._lock = redis.lock(self.key, timeout=ttl_seconds)
+        self._held = False
 
     async def acquire(self) -> None:
         """Take the lock or raise :class:`AccountBusy` at once if another holder has it."""
-        token = uuid.uuid4().hex
-        taken = await self._redis.set(
-            self.key, token, nx=True, px=max(1, round(self.ttl_seconds * 1000))
-        )
-        if not taken:
+        if not await self._lock.acquire(blocking=False):
             raise AccountBusy(self.account_id)
-        self._token = token
+        self._held = True
 
     async def release(self) -> bool:
         """Release if still ours; ``False`` when the lock had expired (or was never taken)."""
-        token, self._token = self._token, None
-        if token is None:
+        if not self._held:
             return False
-        deleted = await self._release_script(keys=[self.key], args=[token])
-        return bool(deleted)
+        self._held = False
+        with contextlib.suppress(LockError):
+            await self._lock.release()
+            return True
+        return False
 
     async def __aenter__(self) -> Self:
         await self.acquire()
