@@ -25,7 +25,9 @@ from ledger.models import (
     ACCOUNT_ID_RE,
     CONNECTED_ACCOUNT_RE,
     CUSTOMER_ID_RE,
+    RequestNotFound,
     RequestSource,
+    RequestStatus,
 )
 from ledger.store import Ledger
 
@@ -142,8 +144,11 @@ class IntakeService:
         claim = await self.events.claim(service, body.event_id, digest)
         if claim.state == ClaimState.CONFLICT:
             raise EventIdConflict(body.event_id)
-        if claim.state == ClaimState.ANSWERED and claim.result is not None:
-            return IntakeResult(claim.result, replayed=True)
+        answered = claim.state == ClaimState.ANSWERED and claim.result is not None
+        if answered and not await self._no_longer_serves(claim.result or {}):
+            return IntakeResult(claim.result or {}, replayed=True)
+        # Else, if answered: the event merged into a request that was cancelled under it (an
+        # operator forced a cancel of another caller's request): its deletion is submitted again.
         reference = f"{service}:{body.event_id}"
         earlier = None
         if claim.state == ClaimState.PENDING:  # a crash after submitting must not submit twice
@@ -159,10 +164,25 @@ class IntakeService:
                 stripe_account=body.stripe_account,
             )
             result = _result(body.event_id, "account", submission.request_id, submission.merged)
-        stored = await self.events.finish(service, body.event_id, digest, result)
+        replacing = claim.result if claim.state == ClaimState.ANSWERED else None
+        stored = await self.events.finish(
+            service, body.event_id, digest, result, replacing=replacing
+        )
         if stored is None:
             raise EventIdConflict(body.event_id)
         return IntakeResult(stored, replayed=stored != result)
+
+    async def _no_longer_serves(self, result: dict[str, Any]) -> bool:
+        """A stored answer naming a request the event was merged into that is now cancelled:
+        answering it again would tell the caller its deletion is in hand when it is not."""
+        if not result.get("merged") or result.get("kind") != "account":
+            return False
+        (request_id,) = result["request_ids"]
+        try:
+            request = await self.ledger.get(request_id)
+        except RequestNotFound:
+            return False
+        return request.status == RequestStatus.CANCELLED
 
     async def _request_with_reference(self, account_id: str, reference: str) -> str | None:
         """The account's request created for this event before a crash, if there is one."""

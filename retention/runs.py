@@ -5,8 +5,22 @@ Keys (``P`` is the key prefix):
 - ``P sweep:<sw_id>``         hash: the run (:class:`SweepRun`), counters updated as it goes
 - ``P sweep:<sw_id>:hist``    list: the run's audit records (JSON), oldest first
 - ``P sweeps``                sorted set: run ids by start time
-- ``P sweep:lock:<policy>``   string: held while a sweep of the policy runs (one at a time)
+- ``P sweeps:active``         sorted set: the runs not yet terminal, by start time (the
+  reconciler's index: :func:`recover_runs`)
+- ``P sweep:<sw_id>:alive``   string: the heartbeat of a running run, refreshed every
+  :data:`HEARTBEAT_SECONDS` by whoever runs it, expiring after :data:`HEARTBEAT_TTL_SECONDS`
+- ``P sweep:lock:<policy>``   string: held while a sweep of the policy runs (one at a time;
+  the run records the lock's token as ``lock_token``, so a lost run's lock can be released)
 - ``P sweep:slot:<policy>:<ms>``  string: a scheduled run claimed its slot (one run per slot)
+
+Every write of a run's status and its audit record is one MULTI round trip.
+
+Lost runs: a run whose process was killed stops beating. :func:`recover_runs` (called by the
+reconciler pass of every worker and by ``fcd reconcile``) fails a ``listing``/``submitting`` run
+whose heartbeat is gone, with the reason, and releases its policy lock; and fails a
+``requested`` run whose arq job is gone before any bulk worker picked it up. Re-running a policy
+after that is safe: accounts already submitted merge into their active requests, and finished
+ones are listed as ``disconnected`` and not selected again.
 
 Audit events (same record shape as every other; ``request_id`` is the run id, ``reference`` the
 policy): ``sweep.started``, ``sweep.selected`` (counts and the guard's verdict in ``message``),
@@ -15,9 +29,11 @@ policy): ``sweep.started``, ``sweep.selected`` (counts and the guard's verdict i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +64,9 @@ class SweepStatus(StrEnum):
 
 
 TERMINAL_SWEEP = frozenset({SweepStatus.REFUSED, SweepStatus.FINISHED, SweepStatus.FAILED})
+RUNNING_SWEEP = frozenset({SweepStatus.LISTING, SweepStatus.SUBMITTING})
+HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_TTL_SECONDS = 45.0
 
 
 class SweepRun(BaseModel):
@@ -74,6 +93,7 @@ class SweepRun(BaseModel):
     waited_seconds: float = 0.0
     message: str = ""
     summary: dict[str, Any] | None = None
+    lock_token: str = ""
 
     @classmethod
     def from_redis(cls, raw: dict[str, str]) -> SweepRun:
@@ -103,16 +123,25 @@ class SweepRuns:
     def index_key(self) -> str:
         return f"{self.prefix}sweeps"
 
+    @property
+    def active_key(self) -> str:
+        return f"{self.prefix}sweeps:active"
+
+    def heartbeat_key(self, run_id: str) -> str:
+        return f"{self.prefix}sweep:{run_id}:alive"
+
     async def create(self, run: SweepRun) -> SweepRun:
-        """Store a new run (its status as given) and audit ``sweep.started``."""
+        """Store a new run (its status as given) and audit ``sweep.started``, in one step."""
         fields = run.model_dump(mode="json", exclude_none=True, exclude={"summary"})
-        flat = {k: (int(v) if isinstance(v, bool) else v) for k, v in fields.items()}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(run.run_id), mapping=flat)
-            pipe.zadd(self.index_key, {run.run_id: run.started_at})
-            await pipe.execute()
         mode = "apply" if run.apply else "dry run"
-        await self._audit(run, SWEEP_STARTED, f"{mode} of policy {run.policy} ({run.trigger})")
+        record = self._record(run, SWEEP_STARTED, f"{mode} of policy {run.policy} ({run.trigger})")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(run.run_id), mapping={k: _redis_value(v) for k, v in fields.items()})
+            pipe.zadd(self.index_key, {run.run_id: run.started_at})
+            pipe.zadd(self.active_key, {run.run_id: run.started_at})
+            pipe.rpush(self._history_key(run.run_id), _dump(record))
+            await pipe.execute()
+        self.audit.emit(record)
         return run
 
     async def update(self, run_id: str, **fields: Any) -> None:
@@ -120,28 +149,53 @@ class SweepRuns:
         flat = {k: _redis_value(v) for k, v in fields.items()}
         await self.redis.hset(self.key(run_id), mapping=flat)  # type: ignore[misc]
 
+    async def beat(self, run_id: str) -> None:
+        """Refresh the run's heartbeat (its runner is alive)."""
+        ttl_ms = int(HEARTBEAT_TTL_SECONDS * 1000)
+        await self.redis.set(self.heartbeat_key(run_id), self.actor, px=ttl_ms)
+
     async def selected(self, run: SweepRun, summary: dict[str, Any], refusal: str | None) -> None:
-        """Record the selection summary and audit ``sweep.selected``."""
-        await self.update(
-            run.run_id,
-            scanned=summary["scanned"],
-            selected=summary["selected"],
-            summary=json.dumps(summary, separators=(",", ":")),
-        )
+        """Record the selection summary and audit ``sweep.selected``, in one step."""
         verdict = refusal or "within the blast-radius guard"
         message = f"{summary['selected']} of {summary['scanned']} accounts selected; {verdict}"
-        await self._audit(run, SWEEP_SELECTED, message)
+        fields = {
+            "scanned": summary["scanned"],
+            "selected": summary["selected"],
+            "summary": json.dumps(summary, separators=(",", ":")),
+        }
+        await self._write(run, fields, self._record(run, SWEEP_SELECTED, message))
 
     async def finish(self, run: SweepRun, status: SweepStatus, message: str) -> SweepRun:
-        """Move the run to a terminal status and audit it (at error level when it failed)."""
+        """Move the run to a terminal status and audit it (at error level when it failed), in
+        one step; the run leaves the active index and its heartbeat stops counting."""
         event = {
             SweepStatus.REFUSED: SWEEP_REFUSED,
             SweepStatus.FAILED: SWEEP_FAILED,
         }.get(status, SWEEP_FINISHED)
-        await self.update(run.run_id, status=status.value, finished_at=time.time(), message=message)
+        fields = {"status": status.value, "finished_at": time.time(), "message": message}
         level = "info" if status == SweepStatus.FINISHED else "error"
-        await self._audit(run, event, message, level)
+        await self._write(
+            run, fields, self._record(run, event, message), finished=True, level=level
+        )
         return await self.get(run.run_id)
+
+    async def _write(
+        self,
+        run: SweepRun,
+        fields: dict[str, Any],
+        record: dict[str, Any],
+        *,
+        finished: bool = False,
+        level: str = "info",
+    ) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(run.run_id), mapping={k: _redis_value(v) for k, v in fields.items()})
+            pipe.rpush(self._history_key(run.run_id), _dump(record))
+            if finished:
+                pipe.zrem(self.active_key, run.run_id)
+                pipe.delete(self.heartbeat_key(run.run_id))
+            await pipe.execute()
+        self.audit.emit(record, level)
 
     async def get(self, run_id: str) -> SweepRun:
         raw = await self.redis.hgetall(self.key(run_id))  # type: ignore[misc]
@@ -155,7 +209,7 @@ class SweepRuns:
         return [await self.get(_text(run_id)) for run_id in ids]
 
     async def history(self, run_id: str) -> list[dict[str, Any]]:
-        raw = await self.redis.lrange(f"{self.key(run_id)}:hist", 0, -1)  # type: ignore[misc]
+        raw = await self.redis.lrange(self._history_key(run_id), 0, -1)  # type: ignore[misc]
         return [json.loads(item) for item in raw]
 
     async def claim_slot(self, policy: str, slot_ms: int, ttl_seconds: int = 86_400) -> bool:
@@ -185,8 +239,11 @@ class SweepRuns:
             return False
         return True
 
-    async def _audit(self, run: SweepRun, event: str, message: str, level: str = "info") -> None:
-        record = build_record(
+    def _history_key(self, run_id: str) -> str:
+        return f"{self.key(run_id)}:hist"
+
+    def _record(self, run: SweepRun, event: str, message: str) -> dict[str, Any]:
+        return build_record(
             event,
             request_id=run.run_id,
             source=RequestSource.RETENTION_POLICY.value,
@@ -195,10 +252,10 @@ class SweepRuns:
             message=message,
             operator=run.operator or None,
         )
-        await self.redis.rpush(  # type: ignore[misc]
-            f"{self.key(run.run_id)}:hist", json.dumps(record, separators=(",", ":"))
-        )
-        self.audit.emit(record, level)
+
+
+def _dump(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
 
 
 def _text(value: Any) -> str:
@@ -213,3 +270,72 @@ def _redis_value(value: Any) -> str | int | float:
     if isinstance(value, int | float | str):
         return value
     return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RunRecovery:
+    """A sweep run the reconciler found lost, and what it did about it."""
+
+    run_id: str
+    policy: str
+    status: SweepStatus
+    problem: str
+    lock_released: bool = False
+
+
+async def recover_runs(
+    runs: SweepRuns, *, job_key_prefix: str, dry_run: bool = False, now: float | None = None
+) -> list[RunRecovery]:
+    """Fail every run whose process was lost (see the module docstring); release its lock.
+
+    ``job_key_prefix`` is arq's job key prefix (``arq:job:``): a ``requested`` run's job has the
+    run's id. Runs younger than the heartbeat's time to live are left alone (their runner may
+    not have beaten yet).
+    """
+    now = time.time() if now is None else now
+    found: list[RunRecovery] = []
+    lock = runs.redis.lock(f"{runs.prefix}sweeps:recover:lock", timeout=120)
+    if not await lock.acquire(blocking=False):
+        return found  # another process is recovering right now
+    try:
+        await _recover(runs, job_key_prefix, dry_run, now, found)
+    finally:
+        with contextlib.suppress(LockError):
+            await lock.release()
+    return found
+
+
+async def _recover(
+    runs: SweepRuns, job_key_prefix: str, dry_run: bool, now: float, found: list[RunRecovery]
+) -> None:
+    for raw_id in await runs.redis.zrange(runs.active_key, 0, -1):
+        run_id = _text(raw_id)
+        try:
+            run = await runs.get(run_id)
+        except KeyError:
+            await runs.redis.zrem(runs.active_key, run_id)
+            continue
+        problem = await _lost(runs, run, job_key_prefix, now)
+        if problem is None:
+            continue
+        recovery = RunRecovery(run.run_id, run.policy, run.status, problem)
+        if not dry_run:
+            await runs.finish(run, SweepStatus.FAILED, f"lost: {problem}; run the policy again")
+            released = bool(run.lock_token) and await runs.unlock(run.policy, run.lock_token)
+            recovery = RunRecovery(run.run_id, run.policy, run.status, problem, released)
+        found.append(recovery)
+
+
+async def _lost(runs: SweepRuns, run: SweepRun, job_key_prefix: str, now: float) -> str | None:
+    if run.status in TERMINAL_SWEEP:
+        await runs.redis.zrem(runs.active_key, run.run_id)  # a finish interrupted mid-way
+        return None
+    if now - run.started_at < HEARTBEAT_TTL_SECONDS or await runs.redis.exists(
+        runs.heartbeat_key(run.run_id)
+    ):
+        return None
+    if run.status == SweepStatus.REQUESTED:
+        if await runs.redis.exists(job_key_prefix + run.run_id):
+            return None  # still waiting for a bulk worker
+        return "its job expired or was lost before any bulk worker picked it up"
+    return f"{run.status.value} with no heartbeat for {HEARTBEAT_TTL_SECONDS:.0f}s (worker lost)"

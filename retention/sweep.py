@@ -13,15 +13,18 @@ the sweep goes, which is what ``fcd sweep`` and ``fcd sweeps`` display.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from ledger.bulk import BulkItem, BulkResult, submit_many
 from ledger.store import Ledger
 from retention.policy import RetentionPolicy
-from retention.runs import SweepRun, SweepRuns, SweepStatus
+from retention.runs import HEARTBEAT_SECONDS, SweepRun, SweepRuns, SweepStatus
 from retention.select import Selection, blast_radius_refusal
 from retention.sources import Account
 
@@ -41,15 +44,20 @@ class SweepOptions:
 
 
 @asynccontextmanager
-async def policy_lock(runs: SweepRuns, policy: str, ttl_seconds: float) -> AsyncIterator[None]:
-    """One sweep of a policy at a time, across every process; raise :class:`SweepBusy`."""
-    token = await runs.lock(policy, ttl_seconds)
+async def policy_lock(runs: SweepRuns, run: SweepRun, ttl_seconds: float) -> AsyncIterator[None]:
+    """One sweep of a policy at a time, across every process; raise :class:`SweepBusy`.
+
+    The lock's token is recorded on the run, so the reconciler can release the lock of a run
+    whose process was lost (:func:`retention.runs.recover_runs`).
+    """
+    token = await runs.lock(run.policy, ttl_seconds)
     if token is None:
-        raise SweepBusy(f"a sweep of policy {policy!r} is already running")
+        raise SweepBusy(f"a sweep of policy {run.policy!r} is already running")
     try:
+        await runs.update(run.run_id, lock_token=token)
         yield
     finally:
-        await asyncio.shield(runs.unlock(policy, token))
+        await asyncio.shield(runs.unlock(run.policy, token))
 
 
 async def run_sweep(
@@ -62,13 +70,30 @@ async def run_sweep(
     *,
     now: float | None = None,
 ) -> SweepRun:
-    """Run ``run`` to a terminal status and return it; an error is recorded, then re-raised."""
+    """Run ``run`` to a terminal status and return it; an error is recorded, then re-raised.
+
+    While it runs, its heartbeat is refreshed (the reconciler fails a run whose heartbeat
+    stops: its process was lost).
+    """
+    heartbeat = asyncio.create_task(_beat(runs, run.run_id))
     try:
         return await _run(ledger, runs, run, policy, pages, options, now or time.time())
     except (Exception, asyncio.CancelledError) as exc:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         await asyncio.shield(runs.finish(run, SweepStatus.FAILED, message))
         raise
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+
+
+async def _beat(runs: SweepRuns, run_id: str) -> None:
+    """Keep the run's heartbeat alive while it runs; a Redis hiccup only skips one beat."""
+    while True:
+        with contextlib.suppress(RedisError, OSError):
+            await runs.beat(run_id)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 async def _run(

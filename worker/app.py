@@ -31,6 +31,7 @@ from ledger.jobs import (
     deserialize,
     serialize,
 )
+from ledger.migrate import ensure_migrated
 from ledger.store import Ledger
 from retention.jobs import SWEEP_JOB
 from worker.batch import PAUSED, BatchDeps, run_batch
@@ -91,6 +92,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     audit = AuditTrail(settings.audit_log_path)
     stack.callback(audit.close)
     ledger = Ledger.from_settings(redis, settings, audit)
+    await ensure_migrated(ledger)
     gate = ctx.get("gate_factory", build_gate)(redis, settings)
     ctx["deps"] = DisconnectDeps(
         ledger=ledger,

@@ -67,6 +67,8 @@ class Outcome:
     #: The attempt does not count against the budget (limiter 429, account busy, breaker).
     attempt_free: bool = False
     trip_breaker: bool = False
+    #: A retry waits at least this long (seconds), e.g. until another holder's lock expires.
+    not_before: float = 0.0
     #: A disconnect POST was sent during this attempt (its intent is on the request already,
     #: ``last_posted_at``, so a later "found disconnected" is known to be ours).
     posted: bool = False
@@ -82,10 +84,13 @@ async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Ou
             key_prefix=f"{deps.ledger.prefix}lock:account:",
         ):
             return await attempt_disconnect(deps, request)
-    except AccountBusy:
-        note = "another call holds this account's lock; trying again shortly"
+    except AccountBusy as busy:
+        note = "another call holds this account's lock; trying again when it is free"
         return Outcome(
-            RequestStatus.RETRY_SCHEDULED, TransitionDetails(message=note), attempt_free=True
+            RequestStatus.RETRY_SCHEDULED,
+            TransitionDetails(message=note),
+            attempt_free=True,
+            not_before=busy.retry_after,
         )
     except LimiterPaused:
         note = "service paused; request handed back to the queue, attempt not spent"

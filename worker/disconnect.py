@@ -120,7 +120,7 @@ async def _record_outcome(
     if spent is not None:
         failed = replace(details, message=f"{spent}; last error: {details.message}")
         return await ledger.transition(request, RequestStatus.FAILED, failed, updates=updates)
-    delay = deps.policy.backoff(max(request.attempts + refund, 1))
+    delay = max(deps.policy.backoff(max(request.attempts + refund, 1)), outcome.not_before)
     details = replace(details, message=f"{details.message}; retrying in {delay:.1f}s")
     return await ledger.transition(
         request,

@@ -1,6 +1,7 @@
 """Periodic housekeeping in the workers: the reconciler, and publishing the limiter's snapshot.
 
-:func:`reconcile_job` is a thin arq adapter over :func:`ledger.reconcile.reconcile`. It is an arq
+:func:`reconcile_job` is a thin arq adapter over :func:`ledger.reconcile.reconcile` (every kind
+of request) and :func:`retention.runs.recover_runs` (sweep runs whose process was lost). It is an arq
 cron job with ``unique=True``: every worker computes the same schedule and enqueues the run under
 the job id ``reconcile:<scheduled unix ms>``; arq's ``enqueue_job`` refuses an id whose job (or
 result) key exists, so one run per schedule happens across all workers (arq ``cron.py`` and
@@ -21,8 +22,10 @@ import structlog
 from arq.cron import CronJob, cron
 
 from control.overview import publish_limiter_snapshot
+from ledger.jobs import ARQ_JOB_KEY_PREFIX
 from ledger.reconcile import reconcile
 from ledger.store import Ledger
+from retention.runs import SweepRuns, recover_runs
 from worker.disconnect import DisconnectDeps
 from worker.settings import WorkerSettings
 
@@ -42,10 +45,15 @@ async def reconcile_job(ctx: dict[str, Any]) -> str:
     deps: DisconnectDeps = ctx["deps"]
     settings: WorkerSettings = ctx["settings"]
     report = await reconcile(deps.ledger, lease_seconds=settings.in_progress_lease_seconds)
+    lost_runs = await recover_runs(
+        SweepRuns(deps.ledger.redis, deps.ledger.prefix, deps.ledger.audit),
+        job_key_prefix=ARQ_JOB_KEY_PREFIX,
+    )
     log.info(
         "reconcile.finished",
         scanned=report.scanned,
         repaired=len(report.repairs),
+        lost_sweep_runs=len(lost_runs),
         lock_busy=report.lock_busy,
     )
     if isinstance(deps.gate, SnapshotSource):

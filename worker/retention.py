@@ -37,8 +37,8 @@ from retention.sources import (
     stripe_pages,
 )
 from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
-from worker.disconnect import DisconnectDeps
 from worker.claims import JobResult
+from worker.disconnect import DisconnectDeps
 from worker.outcomes import is_transient
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeAPIError, StripeError
@@ -97,7 +97,7 @@ async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force
         apply=run.apply, force=force, max_queue_depth=deps.settings.bulk_queue_max_depth
     )
     try:
-        async with policy_lock(deps.runs, policy.name, deps.settings.sweep_timeout_seconds):
+        async with policy_lock(deps.runs, run, deps.settings.sweep_timeout_seconds):
             done = await run_sweep(deps.base.ledger, deps.runs, run, policy, pages, options)
     except SweepBusy as exc:
         done = await deps.runs.finish(run, SweepStatus.FAILED, f"skipped: {exc}")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from producer.cli import failed, pause, queue, reconcile, requeue, status, submit, sweep
+from producer.cli import failed, migrate, pause, queue, reconcile, requeue, status, submit, sweep
 from producer.cli.context import CliError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.register(sub)  # also registers `cancel`
     queue.register(sub)
     reconcile.register(sub)
+    migrate.register(sub)
     pause.register(sub)  # also registers `resume`
     sweep.register(sub)  # also registers `sweeps`
     return parser

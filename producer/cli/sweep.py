@@ -117,7 +117,7 @@ async def _run_local(
     options: SweepOptions,
 ) -> SweepRun:
     try:
-        async with policy_lock(runs, policy.name, LOCAL_LOCK_SECONDS):
+        async with policy_lock(runs, run, LOCAL_LOCK_SECONDS):
             return await run_sweep(ledger, runs, run, policy, file_pages(path), options)
     except SweepBusy as exc:
         return await runs.finish(run, SweepStatus.FAILED, str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 from rich.console import Console
@@ -26,7 +27,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from retention.runs import TERMINAL_SWEEP, SweepRun, SweepRuns, SweepStatus
+from retention.runs import (
+    HEARTBEAT_TTL_SECONDS,
+    RUNNING_SWEEP,
+    TERMINAL_SWEEP,
+    SweepRun,
+    SweepRuns,
+    SweepStatus,
+)
 
 POLL_SECONDS = 0.2
 
@@ -70,7 +78,20 @@ async def follow(
                 progress.update(submitting, completed=run.submitted + run.merged)
             if run.status in TERMINAL_SWEEP or (local is not None and local.done()):
                 return await runs.get(run_id)
+            if local is None and await _lost(runs, run):
+                console.print(
+                    f"run {run_id} has had no heartbeat for {HEARTBEAT_TTL_SECONDS:.0f}s: its "
+                    "worker was lost; the reconciler will record it as failed. Run it again."
+                )
+                return run
             await asyncio.sleep(POLL_SECONDS)
+
+
+async def _lost(runs: SweepRuns, run: SweepRun) -> bool:
+    """A run some other process is running whose heartbeat has stopped."""
+    if run.status not in RUNNING_SWEEP or time.time() - run.started_at < HEARTBEAT_TTL_SECONDS:
+        return False
+    return not await runs.redis.exists(runs.heartbeat_key(run.run_id))
 
 
 def _listing_label(run: SweepRun) -> str:

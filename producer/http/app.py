@@ -92,6 +92,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         counters=counters,
         tokens=tokens,
         webhook_secrets=settings.webhook_secrets(),
+        reading_all=settings.services_reading_all(),
     )
 
     async def apply(event: dict[str, Any]) -> str:

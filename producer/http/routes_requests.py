@@ -67,37 +67,64 @@ async def submit_batch(request: web.Request) -> web.Response:
     return web.json_response(body, status=200)
 
 
+def serves(caller: str, history: list[dict[str, Any]]) -> bool:
+    """Whether the service ``caller`` submitted this request, or a submission merged into it:
+    a record of its history carries one of the caller's references (``<service>:<event id>``)."""
+    mine = f"{caller}:"
+    return any(str(record.get("reference") or "").startswith(mine) for record in history)
+
+
 async def get_request(request: web.Request) -> web.Response:
-    """GET /v1/disconnect-requests/{request_id}: an account request or a customer request."""
+    """GET /v1/disconnect-requests/{request_id}: an account request or a customer request.
+
+    A service sees only requests it submitted (or merged a submission into) unless its token has
+    ``read:all``; any other id answers 404, exactly as an unknown one does.
+    """
     svc = services(request)
-    authenticate(request, svc.tokens)
+    caller = authenticate(request, svc.tokens)
     request_id = request.match_info["request_id"]
     try:
         if REQUEST_ID_RE.match(request_id):
             found = await svc.ledger.get(request_id)
             history = await svc.ledger.history(request_id)
             body = {"kind": "account", **found.model_dump(mode="json"), "history": history}
-            return web.json_response(body)
-        if CUSTOMER_REQUEST_ID_RE.match(request_id):
+        elif CUSTOMER_REQUEST_ID_RE.match(request_id):
             parent = await svc.customers.get(request_id)
             summary = await svc.customers.summary(parent)
             history = await svc.customers.history(request_id)
-            base = {"kind": "customer", **parent.model_dump(mode="json")}
-            return web.json_response({**base, **summary, "history": history})
+            body = {"kind": "customer", **parent.model_dump(mode="json"), **summary}
+            body["history"] = history
+        else:
+            history = []
+        if history and (caller in svc.reading_all or serves(caller, history)):
+            return web.json_response(body)
     except (RequestNotFound, CustomerNotFound):
         pass
     raise ApiError(404, f"no request {request_id!r}", field="request_id")
 
 
 async def account_history(request: web.Request) -> web.Response:
-    """GET /v1/accounts/{account_id}/history"""
+    """GET /v1/accounts/{account_id}/history
+
+    Without ``read:all`` a service sees the requests it submitted for the account (and the
+    account's own notes only if there is one): nothing about other services' requests.
+    """
     svc = services(request)
-    authenticate(request, svc.tokens)
+    caller = authenticate(request, svc.tokens)
     account_id = request.match_info["account_id"]
     if not ACCOUNT_ID_RE.match(account_id):
         raise ApiError(404, f"{account_id!r} is not an account id (fca_…)", field="account_id")
     history = await svc.ledger.account_history(account_id)
     requests = await svc.ledger.requests_for_account(account_id)
+    if caller not in svc.reading_all:
+        requests = [rid for rid in requests if serves(caller, await svc.ledger.history(rid))]
+        readable = set(requests)
+        history = [
+            record
+            for record in history
+            if record.get("request_id") in readable
+            or (record.get("request_id") is None and readable)
+        ]
     return web.json_response(
         {"account_id": account_id, "request_ids": requests, "history": history}
     )

@@ -29,6 +29,8 @@ class Services:
     counters: CounterBuffer
     tokens: dict[str, SecretStr] = field(repr=False)
     webhook_secrets: list[SecretStr] = field(repr=False)
+    #: Services whose token may read every request (scope ``read:all``); others read their own.
+    reading_all: frozenset[str] = frozenset()
 
 
 SETTINGS = web.AppKey("settings", IntakeSettings)

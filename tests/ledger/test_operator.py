@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from ledger.audit import STATUS_CHANGED
 from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, ARQ_RESULT_KEY_PREFIX
-from ledger.models import RequestStatus
+from ledger.models import RequestSource, RequestStatus
 from ledger.operator import ActionResult, MissingReason, cancel, find_failed, requeue
 from ledger.store import Ledger
 from tests.ledger.operator_support import failed, in_progress, submitted
@@ -112,3 +112,32 @@ async def test_cancel_refuses_in_flight_and_finished_requests(ledger: Ledger, re
     done = await failed(ledger, "fca_done")
     finished = await cancel(ledger, done.request_id, operator="a", reason="r")
     assert finished.result == ActionResult.REFUSED and "already failed" in finished.message
+
+
+async def test_cancel_refuses_to_drop_a_user_deletion_merged_into_a_sweep_request(
+    bulk_ledger: Ledger,
+) -> None:
+    """Issue 16.1: a user's deletion merged into a queued sweep request makes a plain cancel
+    ("retention policy misconfigured") refused, naming the merged submission, and changes
+    nothing; with ``force`` it is cancelled and its record names what it dropped."""
+    sweep = await bulk_ledger.submit(
+        "fca_gdpr", source=RequestSource.RETENTION_POLICY, reference="stale/sw_1", reason="stale"
+    )
+    user = await bulk_ledger.submit(
+        "fca_gdpr", source=RequestSource.DELETION_EVENT, reference="billing:evt_9", reason="gdpr"
+    )
+    assert user.merged and user.request_id == sweep.request_id
+    refused = await cancel(
+        bulk_ledger, sweep.request_id, operator="oncall", reason="retention policy misconfigured"
+    )
+    assert refused.result == ActionResult.REFUSED
+    assert "billing:evt_9" in refused.message and "--force" in refused.message
+    kept = await bulk_ledger.get(sweep.request_id)
+    assert kept.status == RequestStatus.QUEUED
+    assert await bulk_ledger.active_request("fca_gdpr") == sweep.request_id
+    forced = await cancel(
+        bulk_ledger, sweep.request_id, operator="oncall", reason="misconfigured", force=True
+    )
+    assert forced.result == ActionResult.DONE and "billing:evt_9" in forced.message
+    last = (await bulk_ledger.history(sweep.request_id))[-1]
+    assert last["to"] == "cancelled" and "billing:evt_9" in last["message"]

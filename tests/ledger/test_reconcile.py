@@ -7,7 +7,7 @@ import time
 
 from redis.asyncio import Redis
 
-from ledger.audit import STATUS_CHANGED
+from ledger.audit import STATUS_CHANGED, TransitionDetails
 from ledger.bulk import BulkItem, submit_many
 from ledger.jobs import (
     ARQ_IN_PROGRESS_KEY_PREFIX,
@@ -17,7 +17,7 @@ from ledger.jobs import (
 )
 from ledger.models import RequestStatus
 from ledger.operator import cancel
-from ledger.reconcile import REENQUEUED, reconcile, reenqueue
+from ledger.reconcile import REENQUEUED, _requeue_stuck, reconcile, reenqueue
 from ledger.store import Ledger
 from tests.ledger.operator_support import in_progress, submitted
 
@@ -148,13 +148,15 @@ async def test_batch_job_covers_its_requests_until_it_is_gone(ledger: Ledger, re
 async def test_batch_held_by_a_dead_worker_is_orphaned_once_its_heartbeat_stops(
     ledger: Ledger, redis: Redis
 ) -> None:
-    """arq keeps a killed bulk worker's in-progress key for a day; the batch's heartbeat decides:
-    while it beats the requests are left alone, once it is gone each gets a job of its own."""
+    """arq keeps a killed bulk worker's batch in the queue and its in-progress key for a day;
+    the batch's heartbeat decides: while it beats the requests are left alone, once it is gone
+    each gets a job of its own (the job stays in the queue's sorted set, as arq leaves it)."""
     await submit_many(ledger, [BulkItem(f"fca_dead{n}", "r") for n in range(2)])
     waiting = [await ledger.resolve(f"fca_dead{n}") for n in range(2)]
     batch_id = str(waiting[0].job_id)
-    await redis.zrem(ledger.queue_name, batch_id)  # taken by a worker...
-    await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + batch_id, b"1", ex=86_400)
+    assert await redis.zscore(ledger.queue_name, batch_id) is not None
+    assert (await reconcile(ledger, lease_seconds=LEASE)).repairs == []  # queued, not started
+    await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + batch_id, b"1", ex=86_400)  # a worker took it
     await redis.set(batch_heartbeat_key(ledger.prefix, batch_id), b"1", ex=60)
     assert (await reconcile(ledger, lease_seconds=LEASE)).repairs == []
     await redis.delete(batch_heartbeat_key(ledger.prefix, batch_id))  # ...which then died
@@ -172,3 +174,27 @@ async def test_cancelling_one_request_keeps_its_batch_job(ledger: Ledger, redis:
     assert outcome.ok
     assert await redis.exists(ARQ_JOB_KEY_PREFIX + str(first.job_id))
     assert await redis.zscore(ledger.queue_name, str(first.job_id)) is not None
+
+
+async def test_the_reconciler_never_hands_back_an_attempt_claimed_again_under_its_job(
+    ledger: Ledger,
+) -> None:
+    """Issue 16.4 (ABA): the reconciler reads a request in_progress past its lease; before its
+    compare-and-set, arq re-runs the same job and the attempt resumes (in_progress -> queued ->
+    in_progress, same job id). The reconciler's repair with its snapshot must change nothing,
+    and the live attempt's outcome must land."""
+    claimed = await in_progress(ledger, "fca_aba")
+    await ledger.redis.hset(  # type: ignore[misc]
+        ledger.request_key(claimed.request_id), "updated_at", str(time.time() - 10 * LEASE)
+    )
+    snapshot = await ledger.get(claimed.request_id)  # what the reconciler's pass read
+    resumed = await ledger.transition(
+        snapshot, RequestStatus.QUEUED, TransitionDetails(message="resuming")
+    )
+    live = await ledger.transition(resumed, RequestStatus.IN_PROGRESS, attempts_delta=1)
+    assert live.job_id == snapshot.job_id
+    details = TransitionDetails(message="reconciler: lease expired")
+    assert await _requeue_stuck(ledger, snapshot, details) is None
+    assert (await ledger.get(claimed.request_id)).status == RequestStatus.IN_PROGRESS
+    done = await ledger.transition(live, RequestStatus.DISCONNECTED)
+    assert done.status == RequestStatus.DISCONNECTED

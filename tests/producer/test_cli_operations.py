@@ -7,6 +7,7 @@ then runs it against the emulator process.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from redis.asyncio import Redis
@@ -18,6 +19,7 @@ from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, ARQ_RESU
 from ledger.models import RequestStatus
 from ledger.reconcile import REENQUEUED
 from ledger.store import Ledger
+from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
 from tests.emulator_admin import EmulatorAdmin
 from tests.ledger.operator_support import failed, in_progress, submitted
 from tests.producer.process_helpers import env_for, wait_for_exit
@@ -187,3 +189,33 @@ async def test_reconcile_brings_back_request_whose_arq_job_was_deleted(
     await wait_for_exit(group, "worker")
     assert (await ledger.get(request.request_id)).status == RequestStatus.DISCONNECTED
     assert (await admin.account(account))["status"] == "disconnected"
+
+
+async def test_reconcile_fails_killed_sweep_runs_and_frees_their_policy(
+    redis_url: str, namespace: str, ledger: Ledger
+) -> None:
+    """Issue 16.5: a run whose worker was SIGKILLed mid-listing (no heartbeat for longer than
+    its time to live, its policy lock still held) and a ``requested`` run whose job expired
+    before a bulk worker took it: ``fcd reconcile`` fails both with the reason, releases the
+    policy lock, and the policy can run again."""
+    runs = SweepRuns(ledger.redis, ledger.prefix, ledger.audit)
+    long_ago = time.time() - 600
+    killed = await runs.create(
+        SweepRun(run_id=new_sweep_id(), policy="stale", trigger="schedule", apply=True,
+                 status=SweepStatus.LISTING, started_at=long_ago)
+    )  # fmt: skip
+    token = await runs.lock("stale", 86_400)
+    assert token is not None
+    await runs.update(killed.run_id, lock_token=token, scanned=300)
+    expired = await runs.create(
+        SweepRun(run_id=new_sweep_id(), policy="legal", trigger="cli", apply=True,
+                 status=SweepStatus.REQUESTED, started_at=long_ago)
+    )  # fmt: skip
+    done = fcd(["reconcile"], redis_url, namespace)
+    assert done.returncode == 0, done.stderr
+    assert killed.run_id in done.stdout and expired.run_id in done.stdout
+    for run_id, why in ((killed.run_id, "no heartbeat"), (expired.run_id, "job expired")):
+        run = await runs.get(run_id)
+        assert run.status == SweepStatus.FAILED and why in run.message, run
+        assert (await runs.history(run_id))[-1]["event"] == "sweep.failed"
+    assert await runs.lock("stale", 60) is not None  # the policy is free to run again

@@ -193,3 +193,36 @@ async def test_a_listing_cut_short_resumes_from_its_cursor(
     assert len(await deps.customers.children(parent_id)) == 3
     notes: list[Any] = [h["message"] for h in await deps.customers.history(parent_id)]
     assert any("resuming" in str(n) for n in notes)
+
+
+async def test_a_resumed_listing_never_resubmits_children_that_already_finished(
+    deps: CustomerDeps, stripe_emulator: RunningEmulator, session: aiohttp.ClientSession
+) -> None:
+    """Issue 16.3: killed after a page's children were submitted but before they were recorded
+    on the parent (as the previous version could be), then the children finished: the resumed
+    listing records them as the parent's children and creates no second request for any of
+    them; the parent is done."""
+    await add_customer(stripe_emulator.url, session, "cus_done", 3)
+    parent_id = await submit_customer(deps, "cus_done")
+    parent = await deps.customers.get(parent_id)
+    listing = await deps.customers.transition(parent, CustomerStatus.LISTING, attempts_delta=1)
+    listed = await deps.base.stripe.list_accounts(customer="cus_done", limit=100)
+    accounts = [a["id"] for a in listed.body["data"]]
+    ledger = deps.base.ledger
+    for account_id in accounts:  # what the killed worker got done: submitted, never recorded
+        child = await ledger.submit(
+            account_id,
+            source=listing.source,
+            reference=listing.reference,
+            reason=listing.reason,
+            parent_id=parent_id,
+        )
+        request = await ledger.get(child.request_id)
+        assert await run_disconnect(deps.base, child.request_id, str(request.job_id))
+    assert await deps.customers.children(parent_id) == {}
+    assert await run_customer(deps, parent_id, str(listing.job_id)) == "listed"
+    for account_id in accounts:
+        assert len(await ledger.requests_for_account(account_id)) == 1, account_id
+    summary = await deps.customers.summary(await deps.customers.get(parent_id))
+    assert summary["state"] == "done"
+    assert summary["children"] == {"total": 3, "by_status": {"disconnected": 3}}

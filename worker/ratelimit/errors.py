@@ -49,6 +49,8 @@ class LimiterPaused(LimiterError):
 class AccountBusy(LimiterError):
     """Another worker holds the lock of this account: do not call Stripe for it now."""
 
-    def __init__(self, account_id: str) -> None:
+    def __init__(self, account_id: str, retry_after: float = 0.0) -> None:
         super().__init__(f"account {account_id} is locked by another worker")
         self.account_id = account_id
+        #: Seconds until the other holder's lock expires (it may release it sooner).
+        self.retry_after = retry_after

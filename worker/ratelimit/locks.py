@@ -7,7 +7,8 @@ expired can never delete the lock of the worker that took it over. The TTL must 
 guarded work (HTTP timeout plus retries): when it does not, a second worker may start, which the
 idempotency key then makes harmless.
 
-It does not wait: a busy account raises :class:`AccountBusy`, and the job defers itself. If Redis
+It does not wait: a busy account raises :class:`AccountBusy` saying when the other holder's
+lock expires (a killed worker's lock outlives it), and the job defers itself until then. If Redis
 is unreachable the Redis error propagates and nothing is locked (fail closed).
 """
 
@@ -41,13 +42,15 @@ class AccountLock:
         self.account_id = account_id
         self.key = f"{key_prefix}{account_id}"
         self.ttl_seconds = ttl_seconds
+        self._redis = redis
         self._lock = redis.lock(self.key, timeout=ttl_seconds)
         self._held = False
 
     async def acquire(self) -> None:
         """Take the lock or raise :class:`AccountBusy` at once if another holder has it."""
         if not await self._lock.acquire(blocking=False):
-            raise AccountBusy(self.account_id)
+            remaining_ms = await self._redis.pttl(self.key)
+            raise AccountBusy(self.account_id, retry_after=max(remaining_ms, 0) / 1000)
         self._held = True
 
     async def release(self) -> bool:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
+from ledger.audit import TransitionDetails
 from ledger.event_ids import EventRegistry, body_hash
 from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
+from producer.http.app import create_app
 from producer.intake import parse_body
-from tests.producer.http.conftest import BILLING, CRM, account_body
+from tests.producer.http.conftest import BILLING, CRM, TOKENS, account_body, make_settings
 
 Client = TestClient[Any, Any]
 
@@ -232,3 +236,56 @@ async def test_account_history_lists_requests_and_records(intake: Client) -> Non
         "disconnect.status_changed",
         "disconnect.merged",
     ]
+
+
+async def test_a_replayed_event_is_never_answered_with_a_request_cancelled_under_it(
+    intake: Client, ledger: Ledger
+) -> None:
+    """Issue 16.1: an event merged into a sweep's request that an operator then force-cancelled
+    is not answered with that cancelled request on replay: the deletion is submitted again and
+    the caller gets the request that now serves it."""
+    sweep = await ledger.submit("fca_mrg", source=RequestSource.RETENTION_POLICY, reason="stale")
+    first = await intake.post(
+        "/v1/disconnect-requests", json=account_body("fca_mrg", "evt_m"), headers=BILLING
+    )
+    assert first.status == 202
+    assert (await first.json())["request_ids"] == [sweep.request_id]
+    forced = TransitionDetails(operator="oncall", message="cancelled: misconfigured")  # --force
+    await ledger.transition(await ledger.get(sweep.request_id), RequestStatus.CANCELLED, forced)
+    replay = await intake.post(
+        "/v1/disconnect-requests", json=account_body("fca_mrg", "evt_m"), headers=BILLING
+    )
+    assert replay.status == 202
+    (new_id,) = (await replay.json())["request_ids"]
+    assert new_id != sweep.request_id
+    serving = await ledger.get(new_id)
+    assert serving.status == RequestStatus.QUEUED and serving.reference == "billing:evt_m"
+    again = await intake.post(
+        "/v1/disconnect-requests", json=account_body("fca_mrg", "evt_m"), headers=BILLING
+    )
+    assert (await again.json())["request_ids"] == [new_id]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+
+
+async def test_a_service_reads_only_its_own_requests_unless_granted_read_all(
+    redis_url: str, namespace: str
+) -> None:
+    """Issue 16 (read scoping): crm cannot read billing's request or see it in the account's
+    history (404, as for an unknown id); a token granted ``read:all`` reads both."""
+    tokens = {**TOKENS, "ops": {"token": "tok_ops_0123456789abcdef", "scopes": ["read:all"]}}
+    settings = make_settings(redis_url, namespace, api_tokens=SecretStr(json.dumps(tokens)))
+    ops = {"Authorization": "Bearer tok_ops_0123456789abcdef"}
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+        posted = await client.post(
+            "/v1/disconnect-requests", json=account_body("fca_own", "evt_o"), headers=BILLING
+        )
+        (request_id,) = (await posted.json())["request_ids"]
+        path = f"/v1/disconnect-requests/{request_id}"
+        assert (await client.get(path, headers=BILLING)).status == 200
+        assert (await client.get(path, headers=CRM)).status == 404
+        assert (await client.get(path, headers=ops)).status == 200
+        history = "/v1/accounts/fca_own/history"
+        crm_view = await (await client.get(history, headers=CRM)).json()
+        assert crm_view["request_ids"] == [] and crm_view["history"] == []
+        ops_view = await (await client.get(history, headers=ops)).json()
+        assert ops_view["request_ids"] == [request_id] and ops_view["history"]
