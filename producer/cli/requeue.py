@@ -32,6 +32,12 @@ def register(sub: Any) -> None:
         "cancel", help="cancel queued or retry-scheduled requests (in-flight ones are refused)"
     )
     cancel_parser.add_argument("refs", nargs="+", metavar="ID", help="dr_… or fca_…")
+    cancel_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="cancel even a request that also serves other callers' merged submissions "
+        "(their deletions are dropped too; the refusal without it lists them)",
+    )
     _add_operator_args(cancel_parser)
     cancel_parser.set_defaults(handler=run_cancel)
 
@@ -88,7 +94,14 @@ async def run_cancel(args: argparse.Namespace) -> int:
     async with open_ledger() as ledger:
         targets = await _resolve_all(ledger, args.refs)
         outcomes = [
-            await cancel(ledger, rid, operator=operator, reason=reason, dry_run=args.dry_run)
+            await cancel(
+                ledger,
+                rid,
+                operator=operator,
+                reason=reason,
+                dry_run=args.dry_run,
+                force=args.force,
+            )  # fmt: skip
             for rid in targets
         ]
     return report(outcomes, "cancelled")
