@@ -101,7 +101,7 @@ async def run_cancel(args: argparse.Namespace) -> int:
                 reason=reason,
                 dry_run=args.dry_run,
                 force=args.force,
-            )  # fmt: skip
+            )
             for rid in targets
         ]
     return report(outcomes, "cancelled")
