@@ -52,13 +52,14 @@ async def _retrieve(state: EmulatorState, call: Call) -> Answer:
 async def _disconnect(state: EmulatorState, call: Call) -> Answer:
     error = _unknown_param([name for name, _ in call.form], frozenset())
     if error is not None:
-        return Answer.error(call, error)
+        return Answer.error(call, error, store=False)  # failed validation: never executed
     assert call.account_id is not None
     index = state.accounts.index_of(call.account_id)
     if index is None:
         return Answer.error(call, errors.resource_missing(call.account_id))
     if index in state.locked_accounts:
-        return Answer.error(call, errors.lock_timeout())
+        # A conflict with a request executing concurrently: not stored, retry advised.
+        return Answer.error(call, errors.lock_timeout(), store=False)
     state.locked_accounts.add(index)
     try:
         forced = state.scripts.pop(call.account_id) if state.scripts else None

@@ -192,8 +192,11 @@ async def with_outcome(
     )
     if forced.status == 429 and forced.rate_limited_reason:
         error.headers["Stripe-Rate-Limited-Reason"] = forced.rate_limited_reason
-    if forced.should_retry is not None:
-        error.headers["Stripe-Should-Retry"] = "true" if forced.should_retry else "false"
+    should_retry = forced.should_retry
+    if should_retry is None and forced.status == 500:
+        should_retry = False  # what Stripe sends with most 500s (stripe-python's comment)
+    if should_retry is not None:
+        error.headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
     return Answer.error(call, error, store=forced.stores)
 
 

@@ -11,9 +11,10 @@ Contract of :func:`run_customer` (mirrors :mod:`worker.disconnect`):
   submission merges into the account's active request.
 - A list error is decided like a disconnect error (:func:`worker.outcomes.decide`): transient
   ones schedule a retry with the same backoff and attempt budget (a limiter 429 does not spend
-  an attempt); anything else fails the parent. A 401/403 trips the circuit breaker instead and,
-  like a pause, hands the parent back to ``queued`` (attempt not spent). Children submitted
-  before the failure still run.
+  an attempt); anything else fails the parent. A 401, or a 403 for the platform's own call,
+  trips the circuit breaker instead and, like a pause, hands the parent back to ``queued``
+  (attempt not spent). A 403 for a listing made with ``Stripe-Account`` fails this parent only
+  (that connected account's access was revoked). Children submitted before the failure still run.
 - Cancelled mid-listing (shutdown or job timeout): the parent goes back to ``queued`` under a
   fresh job, the attempt not spent.
 """
@@ -35,7 +36,7 @@ from ledger.customer_models import CustomerJob, CustomerRequest, CustomerStatus
 from ledger.customers import CustomerLedger
 from ledger.models import ACCOUNT_ID_RE, StaleTransition
 from worker.attempt import DisconnectDeps, call_stripe, trip_breaker
-from worker.outcomes import Action, decide, is_auth_failure
+from worker.outcomes import is_auth_failure, is_transient
 from worker.ratelimit import LimiterPaused
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeAPIError, StripeError
@@ -89,7 +90,7 @@ async def run_customer(deps: CustomerDeps, parent_id: str, job_id: str) -> str:
         note = "service paused; listing handed back to the queue, attempt not spent"
         return await _hand_back(deps, parent, TransitionDetails(message=note))
     except StripeError as exc:
-        if is_auth_failure(exc):
+        if is_auth_failure(exc, parent.stripe_account):
             details = _error_details(parent, exc)
             await trip_breaker(deps.base, details)
             return await _hand_back(deps, parent, details)
@@ -139,7 +140,9 @@ async def list_and_submit(deps: CustomerDeps, parent: CustomerRequest) -> Custom
             starting_after=cursor,
             stripe_account=parent.stripe_account,
         )
-        result = await call_stripe(deps.base, "list", fetch_page)
+        result = await call_stripe(
+            deps.base, "list", fetch_page, stripe_account=parent.stripe_account
+        )
         data = result.body.get("data")
         ids = [a.get("id") for a in data if isinstance(a, dict)] if isinstance(data, list) else []
         accounts = [i for i in ids if isinstance(i, str) and ACCOUNT_ID_RE.match(i)]
@@ -167,10 +170,7 @@ async def _submit_child(deps: CustomerDeps, parent: CustomerRequest, account_id:
 
 
 async def _after_error(deps: CustomerDeps, parent: CustomerRequest, error: StripeError) -> str:
-    decision = decide(error)
-    retry = decision.action == Action.RETRY or (
-        decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
-    )
+    retry = is_transient(error)
     details = _error_details(parent, error)
     message = details.message or ""
     refund = -1 if isinstance(error, StripeAPIError) and error.is_rate_limit else 0

@@ -38,7 +38,7 @@ from retention.sources import (
 )
 from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 from worker.disconnect import DisconnectDeps
-from worker.outcomes import Action, decide
+from worker.outcomes import is_transient
 from worker.settings import WorkerSettings
 from worker.stripe_client import StripeAPIError, StripeError
 
@@ -72,7 +72,7 @@ def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
                         limit=PAGE_SIZE, starting_after=starting_after
                     )
             except StripeError as exc:
-                if attempt == LIST_ATTEMPTS or not _transient(exc):
+                if attempt == LIST_ATTEMPTS or not is_transient(exc):
                     raise
                 if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
                     await deps.gate.report_rate_limited("list", exc.meta.rate_limited_reason)
@@ -84,13 +84,6 @@ def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
         raise AssertionError("unreachable")
 
     return fetch
-
-
-def _transient(error: StripeError) -> bool:
-    decision = decide(error)
-    return decision.action == Action.RETRY or (
-        decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.RETRY
-    )
 
 
 async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force: bool) -> str:
