@@ -1,6 +1,7 @@
 """The path every `/v1` call takes, in Stripe's order, around the endpoint's own work.
 
-    authenticate (401) -> limiters (429 + Stripe-Rate-Limited-Reason) -> outage (503)
+    authenticate (401; a Stripe-Account the key cannot act as: 403 account_invalid)
+    -> limiters (429 + Stripe-Rate-Limited-Reason) -> outage (503)
     -> idempotency on POST (replay | 409 in flight | 400 idempotency_error | reserve)
     -> the endpoint's work: validation, 404, per-account lock (429 lock_timeout),
        forced outcome (script or random fault), latency, the change itself
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from stripe_emulator import errors
+from stripe_emulator import connect, errors
 from stripe_emulator.errors import StripeError
 from stripe_emulator.faults import ForcedOutcome
 from stripe_emulator.idempotency import StoredResponse, should_store
@@ -119,7 +120,9 @@ def _authenticate(state: EmulatorState, call: Call) -> StripeError | None:
         return errors.invalid_key(key)
     call.api_key = key
     call.livemode = key.startswith(("sk_live_", "rk_live_"))
-    call.stripe_account = headers.get("Stripe-Account")
+    call.stripe_account = headers.get("Stripe-Account") or None
+    if call.stripe_account is not None and not state.connect.accessible(call.stripe_account):
+        return connect.stripe_account_error(key, call.stripe_account)
     return None
 
 
@@ -135,7 +138,8 @@ async def _execute(state: EmulatorState, call: Call, work: Work) -> Answer:
     if key is None:
         return await work(state, call)
     call.idempotency_key = key
-    begin = state.idempotency.begin(call.api_key, key, (request.method, request.path, raw))
+    scope = f"{call.api_key}|{call.stripe_account or ''}"  # keys are per key and account acted as
+    begin = state.idempotency.begin(scope, key, (request.method, request.path, raw))
     if begin.mismatch:
         return Answer.error(call, errors.idempotency_mismatch(key))
     if begin.conflict:
@@ -150,14 +154,14 @@ async def _execute(state: EmulatorState, call: Call, work: Work) -> Answer:
         if answer.store:
             stored_answer = answer
             state.idempotency.finish(
-                call.api_key,
+                scope,
                 key,
                 StoredResponse(answer.status, answer.body, answer.headers, call.request_id),
             )
         return answer
     finally:
         if stored_answer is None:
-            state.idempotency.abandon(call.api_key, key)
+            state.idempotency.abandon(scope, key)
 
 
 def parse_form(text: str) -> list[tuple[str, str]]:
