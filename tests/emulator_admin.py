@@ -31,6 +31,14 @@ class EmulatorAdmin:
         body = {"account_id": account_id, "responses": list(responses)}
         await self._json("POST", "/_emulator/script", body)
 
+    async def get(self, path: str) -> Any:
+        """GET an admin path; the ``data`` list when the answer has one."""
+        body = await self._json("GET", path)
+        return body["data"] if isinstance(body, dict) and "data" in body else body
+
+    async def post(self, path: str, body: Any) -> Any:
+        return await self._json("POST", path, body)
+
     async def requests(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = (await self._json("GET", "/_emulator/requests"))["data"]
         return result
