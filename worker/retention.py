@@ -69,9 +69,9 @@ def build_sweep_deps(
 
 async def bulk_list_call(
     deps: DisconnectDeps, call: Callable[[], Awaitable[StripeResult]]
-) -> AccountPage:
+) -> tuple[list[dict[str, Any]], bool]:
     """One list call in the limiter's ``list`` budget at priority ``bulk``, retried with the
-    worker's backoff while the error is transient; the page's objects and ``has_more``."""
+    worker's backoff while the error is transient: the page's objects and ``has_more``."""
     for attempt in range(1, LIST_ATTEMPTS + 1):
         try:
             async with deps.gate.slot("list", priority="bulk"):
@@ -85,7 +85,7 @@ async def bulk_list_call(
             continue
         data = result.body.get("data")
         objects = [a for a in data if isinstance(a, dict)] if isinstance(data, list) else []
-        return AccountPage(objects, bool(result.body.get("has_more")))
+        return objects, bool(result.body.get("has_more"))
     raise AssertionError("unreachable")
 
 
@@ -93,12 +93,13 @@ def stripe_page_fetcher(deps: DisconnectDeps, stripe_account: str | None = None)
     """Pages of ``GET /v1/financial_connections/accounts`` (as ``stripe_account`` if given)."""
 
     async def fetch(starting_after: str | None) -> AccountPage:
-        return await bulk_list_call(
+        accounts, has_more = await bulk_list_call(
             deps,
             lambda: deps.stripe.list_accounts(
                 limit=PAGE_SIZE, starting_after=starting_after, stripe_account=stripe_account
             ),
         )
+        return AccountPage(accounts, has_more)
 
     return fetch
 
@@ -107,12 +108,13 @@ async def connected_account_ids(deps: DisconnectDeps) -> list[str]:
     """Every connected account ``GET /v1/accounts`` lists, paged (newest first)."""
 
     async def fetch(starting_after: str | None) -> AccountPage:
-        return await bulk_list_call(
+        accounts, has_more = await bulk_list_call(
             deps,
             lambda: deps.stripe.list_connected_accounts(
                 limit=PAGE_SIZE, starting_after=starting_after
             ),
         )
+        return AccountPage(accounts, has_more)
 
     ids = []
     async for page in stripe_pages(fetch):

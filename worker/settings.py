@@ -98,6 +98,25 @@ class WorkerSettings(BaseServiceSettings):
         "below a minute, a whole number of minutes dividing 60 above; 0 turns it off.",
     )
 
+    events_catchup_interval_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How often the webhook catch-up reads Stripe's event list into the inbox "
+        "(once across all workers; same form as the reconcile interval); 0 turns it off.",
+    )
+    events_catchup_lookback_seconds: float = Field(
+        default=3 * 86_400,
+        gt=0,
+        le=30 * 86_400,
+        description="How far back the first catch-up pass reads (Stripe keeps 30 days).",
+    )
+    events_catchup_overlap_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Each catch-up pass re-reads this much before the newest event it saw "
+        "(the inbox drops duplicates), for events listed late.",
+    )
+
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> WorkerSettings:
         """The reconciler treats an attempt older than the lease as lost; none may live longer."""
