@@ -1,6 +1,7 @@
 """The path every `/v1` call takes, in Stripe's order, around the endpoint's own work.
 
-    authenticate (401; a Stripe-Account the key cannot act as: 403 account_invalid)
+    authenticate (401; a Stripe-Version not shaped like one: 400; a Stripe-Account the key
+    cannot act as: 403 account_invalid)
     -> limiters (429 + Stripe-Rate-Limited-Reason) -> outage (503)
     -> idempotency on POST (replay | 409 in flight | 400 idempotency_error | reserve)
     -> the endpoint's work: validation, 404, per-account lock (429 lock_timeout),
@@ -13,6 +14,7 @@ Handlers stay cheap: no pydantic per call, cached JSON bytes, one tuple appended
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import struct
 import time
@@ -30,6 +32,7 @@ from stripe_emulator.requestlog import LoggedRequest
 from stripe_emulator.state import EmulatorState
 
 STATE = web.AppKey("stripe_emulator_state", EmulatorState)
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -120,6 +123,11 @@ def _authenticate(state: EmulatorState, call: Call) -> StripeError | None:
         return errors.invalid_key(key)
     call.api_key = key
     call.livemode = key.startswith(("sk_live_", "rk_live_"))
+    version = headers.get("Stripe-Version")
+    if version is not None and not _API_VERSION.match(version):
+        return errors.StripeError(
+            400, "invalid_request_error", f"Invalid Stripe API version: {version}"
+        )
     call.stripe_account = headers.get("Stripe-Account") or None
     if call.stripe_account is not None and not state.connect.accessible(call.stripe_account):
         return connect.stripe_account_error(key, call.stripe_account)

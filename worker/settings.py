@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from ledger.settings import BaseServiceSettings
+from ledger.settings import DEFAULT_STRIPE_API_VERSION, BaseServiceSettings
 from worker.ratelimit import RateBudget
 
 
@@ -16,7 +16,7 @@ class WorkerSettings(BaseServiceSettings):
         default="https://api.stripe.com", description="Stripe API base URL."
     )
     stripe_api_version: str = Field(
-        default="2026-06-24.dahlia", description="Pinned Stripe-Version header."
+        default=DEFAULT_STRIPE_API_VERSION, description="Pinned Stripe-Version header."
     )
     stripe_connect_timeout_seconds: float = Field(
         default=5.0, description="TCP/TLS connect timeout for Stripe calls."

@@ -21,8 +21,9 @@ from control.metrics import counter_key
 from control.pause import get_pause
 from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
+from stripe_emulator import RunningEmulator
 from tests.emulator_admin import EmulatorAdmin
-from tests.worker.conftest import MakeDeps
+from tests.worker.conftest import INACTIVE_DISCONNECT_MODES, MakeDeps
 from tests.worker.test_disconnect import disconnect_calls, run_current_job, submit
 
 pytestmark = pytest.mark.integration
@@ -139,3 +140,23 @@ async def test_a_stored_error_is_not_replayed_into_failure(
     calls = disconnect_calls(await admin.requests(), account)
     assert calls[-1]["status"] == 200 and not calls[-1]["replayed"]
     assert calls[-1]["idempotency_key"] != f"fcd-{request.request_id}-0"
+
+
+@pytest.mark.parametrize("emulator", INACTIVE_DISCONNECT_MODES, indirect=True)
+async def test_an_inactive_account_in_either_undocumented_answer(
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin, emulator: RunningEmulator
+) -> None:
+    """Undocumented: does Stripe disconnect an ``inactive`` account? If it does, the request is
+    ``disconnected``; if it answers 400, the worker checks the account (still inactive) and the
+    request fails at once with Stripe's reason, without retrying."""
+    [account] = await admin.create_accounts(1, status="inactive")
+    request = await submit(ledger, account)
+    done = await run_current_job(make_deps(), request.request_id)
+    if emulator.state.config.inactive_disconnect_mode == "200":
+        assert done.status == RequestStatus.DISCONNECTED
+        return
+    assert done.status == RequestStatus.FAILED and done.attempts == 1
+    last = (await ledger.history(request.request_id))[-1]
+    assert last["http_status"] == 400
+    assert last["stripe_error_code"] == "financial_connections_account_inactive"
+    assert (await admin.account(account))["status"] == "inactive"

@@ -61,8 +61,9 @@ PAUSED: Final = 4
 # ARGV: 1 endpoint interval us, 2 global interval us, 3 burst, 4 max in flight, 5 lease us,
 #       6 caller id, 7 priority, 8 honour pause (1/0), 9 reserve-ahead us, 10 recovery per us,
 #       11 busy retry us, 12 waiter grace us.
-# Returns {status, microseconds}: for GRANTED the delay until the booked slot, otherwise how long
-# to sleep before asking again. A refused caller joins its priority's queue (first come first
+# Returns {status, microseconds}: for GRANTED the delay until the booked slot (and, third, the
+# slot itself in Redis microseconds: what the limiter booked), otherwise how long to sleep before
+# asking again. A refused caller joins its priority's queue (first come first
 # ranked) and its sleep grows with the number of callers ranked ahead of it, so a crowd of waiters
 # wakes one slot apart instead of all at once.
 ACQUIRE: Final = (
@@ -118,7 +119,7 @@ if delay > 0 then
   redis.call('HINCRBY', KEYS[8], 'waits', 1)
   redis.call('HINCRBY', KEYS[8], 'wait_us', delay)
 end
-return {0, delay}
+return {0, delay, math.floor(slot)}
 """
 )
 
