@@ -136,28 +136,16 @@ def test_a_real_delivery_is_matched_to_its_secret(
     is a problem; a secret without the whsec_ prefix is refused outright."""
     payload = tmp_path / "event.json"
     payload.write_bytes(b'{"id": "evt_1", "object": "event"}')
-    signed = sign_payload(payload.read_bytes(), SecretStr("whsec_new_9876543210"), 1_700_000_000)
-    done = doctor(
-        persistent_url,
-        emulator_url,
-        "--json",
-        "--webhook-payload",
-        str(payload),
-        "--webhook-signature",
-        signed,
-    )
+
+    def check(secret: str) -> subprocess.CompletedProcess[str]:
+        signature = sign_payload(payload.read_bytes(), SecretStr(secret), 1_700_000_000)
+        delivery = ["--webhook-payload", str(payload), "--webhook-signature", signature]
+        return doctor(persistent_url, emulator_url, "--json", *delivery)
+
+    done = check("whsec_new_9876543210")
     assert done.returncode == 0
     assert "matches secret #2" in findings(done)["webhook secrets"]["detail"]
-    forged = sign_payload(payload.read_bytes(), SecretStr("whsec_other"), 1_700_000_000)
-    wrong = doctor(
-        persistent_url,
-        emulator_url,
-        "--json",
-        "--webhook-payload",
-        str(payload),
-        "--webhook-signature",
-        forged,
-    )
+    wrong = check("whsec_other")
     assert wrong.returncode == 1
     malformed = doctor(
         persistent_url, emulator_url, "--json", stripe_webhook_secrets="sk_test_oops"

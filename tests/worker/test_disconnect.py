@@ -164,12 +164,19 @@ async def test_transient_failure_is_retried_then_succeeds(
     ]
 
 
+@pytest.mark.parametrize(
+    "forced",
+    [{"status": 500}, {"status": 500, "should_retry": False}],
+    ids=["500-as-stripe-sends-it", "500-should-retry-false"],
+)
 async def test_500_checks_account_then_retries_with_fresh_key(
-    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin, forced: dict[str, Any]
 ) -> None:
-    """After a 500 (stored by Stripe under the key) the next attempt uses a new Idempotency-Key."""
+    """After a 500 (stored by Stripe under the key, and saying Stripe-Should-Retry: false as
+    Stripe's 500s do) the request is not failed: the account is checked and the next attempt
+    uses a new Idempotency-Key (issue 10, point 1)."""
     [account] = await admin.create_accounts(1)
-    await admin.script(account, {"status": 500})
+    await admin.script(account, forced)
     deps = make_deps()
     request = await submit(ledger, account)
     first = await run_current_job(deps, request.request_id)
