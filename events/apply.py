@@ -2,6 +2,11 @@
 
 - The event carries our ``Idempotency-Key`` (``fcd-<request id>-<generation>``): it confirms a
   disconnect this service made; ``disconnect.confirmed`` is noted in that request's history.
+- An event without our key, for an account whose current request already sent its disconnect
+  (``last_posted_at`` set, and ``disconnected``, ``in_progress`` or ``retry_scheduled``): Stripe
+  does not document whether the event of our own disconnect names our request, so it is taken as
+  ours: ``disconnect.confirmed`` on that request, nothing cancelled (a ``retry_scheduled`` one
+  finds the account disconnected on its next attempt and records ``disconnected``).
 - Otherwise someone else disconnected the account (typically its user): the account's history
   gets ``account.externally_disconnected``, and a request still waiting for it (``queued`` or
   ``retry_scheduled``) is cancelled with that reason. A request a worker holds right now is left
@@ -27,6 +32,9 @@ CONFIRMED = "disconnect.confirmed"
 EXTERNALLY_DISCONNECTED = "account.externally_disconnected"
 _OUR_KEY = re.compile(r"^fcd-(dr_[0-9a-z]{26})-\d+$")
 _WAITING = frozenset({RequestStatus.QUEUED, RequestStatus.RETRY_SCHEDULED})
+_POSTED = frozenset(
+    {RequestStatus.DISCONNECTED, RequestStatus.IN_PROGRESS, RequestStatus.RETRY_SCHEDULED}
+)
 
 log = structlog.get_logger("fcd.webhooks")
 
@@ -56,7 +64,28 @@ async def apply_event(ledger: Ledger, event: dict[str, Any]) -> str:
             details = TransitionDetails(message=message, stripe_request_id=request_info.get("id"))
             await ledger.note(request, CONFIRMED, details)
             return "confirmed"
+    if await _confirm_unattributed(ledger, account_id, event_id, request_info):
+        return "confirmed"
     return await _external(ledger, account_id, event_id)
+
+
+async def _confirm_unattributed(
+    ledger: Ledger, account_id: str, event_id: str, request_info: dict[str, Any]
+) -> bool:
+    """An event naming no request of ours, for an account we already posted a disconnect for."""
+    try:
+        request = await ledger.resolve(account_id)
+    except RequestNotFound:
+        return False
+    if request.last_posted_at is None or request.status not in _POSTED:
+        return False
+    message = (
+        f"Stripe reported the account disconnected (webhook event {event_id}, which names no "
+        "request of ours); this service had sent the disconnect"
+    )
+    details = TransitionDetails(message=message, stripe_request_id=request_info.get("id"))
+    await ledger.note(request, CONFIRMED, details)
+    return True
 
 
 async def _external(ledger: Ledger, account_id: str, event_id: str) -> str:

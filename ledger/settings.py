@@ -21,6 +21,10 @@ class LogFormat(StrEnum):
     AUTO = "auto"  # console on a TTY, JSON lines otherwise
 
 
+#: The Stripe-Version every Stripe call pins (the worker's default; ``fcd doctor`` checks it).
+DEFAULT_STRIPE_API_VERSION = "2026-06-24.dahlia"
+
+
 class BaseServiceSettings(BaseSettings):
     """Fields every fc-disconnect process needs."""
 

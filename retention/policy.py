@@ -1,6 +1,9 @@
 """Retention policies: which linked accounts the company no longer needs, read from a TOML file.
 
-A policy (``[policies.<name>]``) has a source (Stripe's list endpoint, or a file of accounts), a
+A policy (``[policies.<name>]``) has a source (Stripe's list endpoint, or a file of accounts), the
+Stripe accounts to list (``stripe_accounts``: an unfiltered list covers the key's own account
+only, so connected accounts are named, ``["acct_…"]``, or ``"all"`` for every account
+``GET /v1/accounts`` lists; ``include_platform = false`` leaves the key's own account out), a
 blast-radius guard (``max_disconnects`` and ``max_fraction`` of the accounts examined), an
 optional ``schedule`` (cron; see :mod:`retention.schedule`) and one or more rules
 (``[[policies.<name>.rules]]``). An account is selected by the first rule it matches; the rule's
@@ -42,6 +45,7 @@ from pydantic import (
 from retention.schedule import CronFields, parse_cron
 
 POLICY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CONNECTED_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]{1,250}$")
 HOLDER_ID_RE = re.compile(r"^(?:cus|acct)_[A-Za-z0-9]{1,250}$")
 
 
@@ -91,6 +95,10 @@ class RetentionPolicy(BaseModel):
     max_disconnects: int = Field(ge=0)
     max_fraction: float = Field(gt=0, le=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
+    #: Connected accounts to sweep too (each listed with its ``Stripe-Account``), or ``"all"``.
+    stripe_accounts: Literal["all"] | tuple[str, ...] | None = None
+    #: Whether the key's own (platform) accounts are swept.
+    include_platform: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> RetentionPolicy:
@@ -100,6 +108,16 @@ class RetentionPolicy(BaseModel):
             raise ValueError("source = 'file' needs file = '<path>'")
         if self.schedule is not None:
             parse_cron(self.schedule)
+        named = self.stripe_accounts if isinstance(self.stripe_accounts, tuple) else ()
+        bad = [a for a in named if not CONNECTED_ACCOUNT_RE.match(a)]
+        if bad:
+            raise ValueError(f"stripe_accounts: not a connected account id: {bad[0]!r}")
+        if self.source == "file" and (
+            self.stripe_accounts is not None or not self.include_platform
+        ):
+            raise ValueError("stripe_accounts and include_platform apply to source = 'stripe'")
+        if not self.include_platform and not self.stripe_accounts:
+            raise ValueError("include_platform = false needs stripe_accounts")
         return self
 
     @property
@@ -111,6 +129,9 @@ class RetentionPolicy(BaseModel):
         """A fingerprint of the whole definition: a sweep run records it, and a worker refuses
         to run a sweep whose policy differs from the one the operator looked at."""
         data = self.model_dump(mode="json", exclude={"file"})
+        for name, default in (("stripe_accounts", None), ("include_platform", True)):
+            if data[name] == default:
+                del data[name]  # a policy written before these fields keeps its digest
         for rule in data["rules"]:
             rule.pop("customers_file", None)  # where the list lives may differ; its ids may not
             rule["customers"] = sorted(rule["customers"]) if rule["customers"] else None

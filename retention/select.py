@@ -109,13 +109,24 @@ class Selection:
     invalid_id: int = 0
     incomplete: int = 0
     sample: list[dict[str, Any]] = field(default_factory=list)
+    #: Selected account id -> the connected account it lives on (absent: the key's own).
+    stripe_accounts: dict[str, str] = field(default_factory=dict)
+    by_stripe_account: Counter[str] = field(default_factory=Counter)
+    #: Connected accounts that could not be listed -> why.
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
         return len(self.selected) / self.scanned if self.scanned else 0.0
 
-    def add(self, policy: RetentionPolicy, account: Mapping[str, Any], now: float) -> None:
-        """Examine one account."""
+    def add(
+        self,
+        policy: RetentionPolicy,
+        account: Mapping[str, Any],
+        now: float,
+        stripe_account: str | None = None,
+    ) -> None:
+        """Examine one account (listed as ``stripe_account``, or as the key's own account)."""
         self.scanned += 1
         account_id = account.get("id")
         if not isinstance(account_id, str) or not ACCOUNT_ID_RE.match(account_id):
@@ -130,16 +141,23 @@ class Selection:
         institution = account.get("institution_name")
         institution = institution if isinstance(institution, str) else "(unknown)"
         self.selected.append((account_id, rule.reason))
+        if stripe_account is not None:
+            self.stripe_accounts[account_id] = stripe_account
+            self.by_stripe_account[stripe_account] += 1
         self.by_reason[rule.reason] += 1
         self.by_institution[institution] += 1
         if len(self.sample) < SAMPLE_SIZE:
             self.sample.append(_sample_row(account_id, institution, rule.reason, account))
 
     def add_all(
-        self, policy: RetentionPolicy, accounts: Iterable[Mapping[str, Any]], now: float
+        self,
+        policy: RetentionPolicy,
+        accounts: Iterable[Mapping[str, Any]],
+        now: float,
+        stripe_account: str | None = None,
     ) -> None:
         for account in accounts:
-            self.add(policy, account, now)
+            self.add(policy, account, now, stripe_account)
 
     def _first_match(
         self, policy: RetentionPolicy, account: Mapping[str, Any], now: float
@@ -167,6 +185,8 @@ class Selection:
             "invalid_id": self.invalid_id,
             "incomplete": self.incomplete,
             "sample": self.sample,
+            "by_stripe_account": dict(self.by_stripe_account.most_common()),
+            "unreachable_stripe_accounts": dict(self.unreachable),
         }
 
 

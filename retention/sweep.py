@@ -26,7 +26,7 @@ from ledger.store import Ledger
 from retention.policy import RetentionPolicy
 from retention.runs import HEARTBEAT_SECONDS, SweepRun, SweepRuns, SweepStatus
 from retention.select import Selection, blast_radius_refusal
-from retention.sources import Account
+from retention.sources import Account, ScopedPage
 
 
 class SweepBusy(RuntimeError):
@@ -65,7 +65,7 @@ async def run_sweep(
     runs: SweepRuns,
     run: SweepRun,
     policy: RetentionPolicy,
-    pages: AsyncIterator[list[Account]],
+    pages: AsyncIterator[list[Account]] | AsyncIterator[ScopedPage],
     options: SweepOptions,
     *,
     now: float | None = None,
@@ -73,7 +73,9 @@ async def run_sweep(
     """Run ``run`` to a terminal status and return it; an error is recorded, then re-raised.
 
     While it runs, its heartbeat is refreshed (the reconciler fails a run whose heartbeat
-    stops: its process was lost).
+    stops: its process was lost). ``pages`` are lists of the key's own accounts, or
+    :class:`ScopedPage` s naming the connected account they were listed as: each selected
+    account's request then carries it.
     """
     heartbeat = asyncio.create_task(_beat(runs, run.run_id))
     try:
@@ -101,30 +103,42 @@ async def _run(
     runs: SweepRuns,
     run: SweepRun,
     policy: RetentionPolicy,
-    pages: AsyncIterator[list[Account]],
+    pages: AsyncIterator[list[Account]] | AsyncIterator[ScopedPage],
     options: SweepOptions,
     now: float,
 ) -> SweepRun:
     await runs.update(run.run_id, status=SweepStatus.LISTING)
     selection = Selection()
     async for page in pages:
-        selection.add_all(policy, page, now)
+        if isinstance(page, ScopedPage):
+            if page.unreachable is not None and page.stripe_account is not None:
+                selection.unreachable[page.stripe_account] = page.unreachable
+            selection.add_all(policy, page.accounts, now, page.stripe_account)
+        else:
+            selection.add_all(policy, page, now)
         await runs.update(run.run_id, scanned=selection.scanned, selected=len(selection.selected))
     refusal = blast_radius_refusal(policy, selection)
     await runs.selected(run, selection.summary(), refusal)
     count = len(selection.selected)
     if options.apply and refusal and not options.force:
         return await runs.finish(run, SweepStatus.REFUSED, refusal)
+    missing = (
+        f"; not listed (no access): {', '.join(sorted(selection.unreachable))}"
+        if selection.unreachable
+        else ""
+    )
     if not options.apply:
         verdict = f"; an apply would be {refusal}" if refusal else ""
-        message = f"dry run: {count} of {selection.scanned} accounts would be submitted{verdict}"
+        message = (
+            f"dry run: {count} of {selection.scanned} accounts would be submitted{verdict}{missing}"
+        )
         return await runs.finish(run, SweepStatus.FINISHED, message)
     await runs.update(run.run_id, status=SweepStatus.SUBMITTING)
     result = await _submit(ledger, runs, run, policy, selection, options)
     forced = " (guard overridden with --force)" if refusal else ""
     message = (
         f"{result.submitted} submitted, {result.merged} merged into existing requests, "
-        f"of {selection.scanned} accounts examined{forced}"
+        f"of {selection.scanned} accounts examined{forced}{missing}"
     )
     return await runs.finish(run, SweepStatus.FINISHED, message)
 
@@ -138,7 +152,11 @@ async def _submit(
     options: SweepOptions,
 ) -> BulkResult:
     reference = f"{policy.name}/{run.run_id}"
-    items = (BulkItem(account_id, reason, reference) for account_id, reason in selection.selected)
+    scoped = selection.stripe_accounts
+    items = (
+        BulkItem(account_id, reason, reference, scoped.get(account_id))
+        for account_id, reason in selection.selected
+    )
 
     async def progress(result: BulkResult) -> None:
         await runs.update(

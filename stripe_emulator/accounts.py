@@ -7,6 +7,10 @@ accounts created through the admin API, their holder and creation time. Rendered
 in a bounded FIFO (`cache_size` entries) and dropped when the account changes.
 
 Lists are newest first: index order is creation order, so a page walks indexes downwards.
+
+Each account belongs to one Stripe account (see `connect`): generated accounts and accounts
+created without an owner are the platform's; `create(..., owner="acct_…")` puts an account on a
+connected account. `indexes_of(owner)` is what an unfiltered list made as that owner covers.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from stripe_emulator import errors
+from stripe_emulator.connect import Without
 from stripe_emulator.generate import STATUSES, TWO_YEARS, Account, AccountGenerator
 
 __all__ = ["TWO_YEARS", "Account", "AccountStore", "page"]
@@ -36,6 +42,9 @@ class AccountStore:
         self._status = bytearray([_AS_GENERATED]) * count
         self._created: dict[int, tuple[int, str, str]] = {}  # index -> (created, kind, holder)
         self._created_by_holder: dict[tuple[str, str], list[int]] = {}
+        self._owner: dict[int, str] = {}  # index -> connected account (absent: the platform)
+        self._owned: dict[str, list[int]] = {}  # connected account -> its indexes, ascending
+        self._all_owned: list[int] = []  # every index on a connected account, ascending
         self._bodies: OrderedDict[int, bytes] = OrderedDict()  # O(1) eviction of the oldest
         self._cache_size = cache_size
 
@@ -97,11 +106,25 @@ class AccountStore:
             code = self._generator.status_code(index)
         return STATUSES[code]
 
-    def holder_indexes(self, kind: str, holder_id: str) -> Sequence[int]:
-        """Indexes of the accounts of one holder (`kind` is customer or account), ascending."""
-        generated = self._generator.holder_indexes(kind, holder_id)
+    def holder_indexes(self, kind: str, holder_id: str, owner: str | None = None) -> Sequence[int]:
+        """Indexes of one holder's accounts (`kind` customer or account) on `owner`, ascending."""
+        generated = self._generator.holder_indexes(kind, holder_id) if owner is None else range(0)
         created = self._created_by_holder.get((kind, holder_id))
-        return [*generated, *created] if created else generated
+        if not created:
+            return generated
+        return [*generated, *(i for i in created if self._owner.get(i) == owner)]
+
+    def owner(self, index: int) -> str | None:
+        """The connected account `index` lives on, or None for the platform's own."""
+        return self._owner.get(index)
+
+    def indexes_of(self, owner: str | None) -> Sequence[int]:
+        """Every index that `owner` (None: the platform) sees, ascending."""
+        if owner is not None:
+            return self._owned.get(owner, [])
+        if not self._all_owned:
+            return range(self.total)
+        return Without(self.total, self._all_owned)
 
     # -- changes --------------------------------------------------------------------------
 
@@ -113,13 +136,20 @@ class AccountStore:
         self._bodies.pop(index, None)
         return True
 
-    def create(self, status: str, kind: str, holder_id: str, now: int) -> int:
-        """Add an account with `status` for the given holder; returns its index."""
+    def create(
+        self, status: str, kind: str, holder_id: str, now: int, owner: str | None = None
+    ) -> int:
+        """Add an account with `status` for the given holder on `owner` (None: the platform);
+        returns its index."""
         index = self.total
         self.total += 1
         self._status.append(STATUSES.index(status))
         self._created[index] = (now, kind, holder_id)
         self._created_by_holder.setdefault((kind, holder_id), []).append(index)
+        if owner is not None:
+            self._owner[index] = owner
+            self._owned.setdefault(owner, []).append(index)
+            self._all_owned.append(index)
         return index
 
     def new_holder_id(self) -> str:
@@ -142,3 +172,19 @@ def page(
     high = bisect_left(candidates, after) if after is not None else len(candidates)
     low = max(0, high - limit)
     return list(reversed(candidates[low:high])), low > 0
+
+
+def parse_limit(raw: str | None) -> int | errors.StripeError:
+    """A list call's `limit` (1..100, default 10), or Stripe's 400 for a bad one."""
+    if raw is None:
+        return 10
+    try:
+        limit = int(raw)
+    except ValueError:
+        return errors.invalid_param(
+            f"Invalid integer: {raw}", "limit", code="parameter_invalid_integer"
+        )
+    if not 1 <= limit <= 100:
+        bound = "greater than or equal to 1" if limit < 1 else "less than or equal to 100"
+        return errors.invalid_param(f"This value must be {bound}.", "limit")
+    return limit

@@ -2,7 +2,8 @@
 
     GET    /_emulator/accounts?status=&customer=&account=&limit=   {"data": [account, ...]}
     GET    /_emulator/accounts/{id}                  the account, or 404
-    POST   /_emulator/accounts                       {"count", "status", "customer", "account"}
+    POST   /_emulator/accounts                       {"count", "status", "customer", "account",
+                                                      "stripe_account"}
     POST   /_emulator/accounts/{id}/user-disconnect  the user disconnects at their bank (webhook)
     GET    /_emulator/requests?since=                {"data": [logged call, ...]}
     DELETE /_emulator/requests                       clear the log
@@ -12,6 +13,9 @@
     GET    /_emulator/config                         the running EmulatorConfig
     POST   /_emulator/config                         a ConfigUpdate; answers the new config
     GET    /_emulator/webhooks                       {"data": [delivery, ...], "events": [...]}
+    GET    /_emulator/connected-accounts             {"data": [{id, created, revoked}, ...]}
+    POST   /_emulator/connected-accounts             {"count": n}: connect new accounts
+    POST   /_emulator/connected-accounts/{id}/revoke the platform loses access to it
     GET    /_emulator/health                         {"ok": true, "accounts": n}
 
 Bad input answers 400 `{"error": {"message": ...}}`. Admin calls are not logged, limited or
@@ -44,6 +48,16 @@ class CreateAccounts(BaseModel):
     status: Literal["active", "inactive", "disconnected"] = "active"
     customer: str | None = None
     account: str | None = None
+    stripe_account: str | None = None
+    """Create the accounts on this connected account (visible only with `Stripe-Account`)."""
+
+
+class ConnectAccounts(BaseModel):
+    """Body of `POST /_emulator/connected-accounts`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(default=1, ge=1, le=10_000)
 
 
 class Script(BaseModel):
@@ -114,12 +128,44 @@ async def create_accounts(request: web.Request) -> web.Response:
         return _problem(str(exc))
     if spec.customer is not None and spec.account is not None:
         return _problem("customer and account are mutually exclusive")
-    store = _state(request).accounts
+    state = _state(request)
+    owner = spec.stripe_account
+    if owner is not None and state.connect.get(owner) is None:
+        return _problem(f"no connected account {owner!r}")
+    store = state.accounts
     kind = "account" if spec.account is not None else "customer"
     holder = spec.account or spec.customer or store.new_holder_id()
     now = int(time.time())
-    indexes = [store.create(spec.status, kind, holder, now) for _ in range(spec.count)]
+    indexes = [store.create(spec.status, kind, holder, now, owner) for _ in range(spec.count)]
     return _json({"data": [store.get(i) for i in indexes]})
+
+
+def _connected_json(state: EmulatorState) -> dict[str, Any]:
+    accounts = state.connect.listed_with_revoked()
+    return {"data": [{"id": a.id, "created": a.created, "revoked": a.revoked} for a in accounts]}
+
+
+async def get_connected(request: web.Request) -> web.Response:
+    """Every connected account, revoked ones included, in creation order."""
+    return _json(_connected_json(_state(request)))
+
+
+async def connect_accounts(request: web.Request) -> web.Response:
+    """Connect `count` new accounts to the platform; answers the new ones."""
+    try:
+        spec = ConnectAccounts.model_validate(await _body(request))
+    except (ValidationError, ValueError) as exc:
+        return _problem(str(exc))
+    connect = _state(request).connect
+    created = [connect.create(int(time.time())) for _ in range(spec.count)]
+    return _json({"data": [{"id": a.id, "created": a.created, "revoked": False} for a in created]})
+
+
+async def revoke_connected(request: web.Request) -> web.Response:
+    """The platform's access to a connected account is revoked (it deauthorised the platform)."""
+    if not _state(request).connect.revoke(request.match_info["id"]):
+        return _problem("no such connected account", 404)
+    return _json(_connected_json(_state(request)))
 
 
 async def user_disconnect(request: web.Request) -> web.Response:
@@ -130,7 +176,13 @@ async def user_disconnect(request: web.Request) -> web.Response:
         return _problem("no such account", 404)
     if state.accounts.disconnect(index):
         account, _ = state.accounts.get_with_body(index, livemode=False)
-        state.webhooks.emit(account, livemode=False, request_id=None, idempotency_key=None)
+        state.webhooks.emit(
+            account,
+            livemode=False,
+            request_id=None,
+            idempotency_key=None,
+            stripe_account=state.accounts.owner(index),
+        )
     return _json(state.accounts.get(index))
 
 
@@ -221,4 +273,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/config", get_config)
     router.add_post(f"{PREFIX}/config", post_config)
     router.add_get(f"{PREFIX}/webhooks", get_webhooks)
+    router.add_get(f"{PREFIX}/connected-accounts", get_connected)
+    router.add_post(f"{PREFIX}/connected-accounts", connect_accounts)
+    router.add_post(PREFIX + "/connected-accounts/{id}/revoke", revoke_connected)
     router.add_get(f"{PREFIX}/health", health)

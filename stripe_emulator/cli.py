@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key", action="append", dest="api_keys", help=f"repeatable; default {DEFAULT_API_KEY}"
     )
     add("--already-disconnected-mode", choices=("200", "400"), default="200")
+    add("--inactive-disconnect-mode", choices=("200", "400"), default="200")
+    add("--event-request-mode", choices=("set", "null"), default="set")
+    add("--connected-accounts", type=int, default=0, help="accounts connected at start")
     add("--rate-limit", type=float, default=25.0, help="requests/s per endpoint")
     add("--global-rate-limit", type=float, default=25.0, help="requests/s, sk_test_ keys")
     add("--global-rate-limit-live", type=float, default=100.0, help="requests/s, sk_live_ keys")
@@ -117,6 +120,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig,
         reference_time=args.reference_time,
         api_keys=tuple(args.api_keys or (DEFAULT_API_KEY,)),
         already_disconnected_mode=args.already_disconnected_mode,
+        inactive_disconnect_mode=args.inactive_disconnect_mode,
+        event_request_mode=args.event_request_mode,
+        connected_accounts=args.connected_accounts,
         limits=_limits(args),
         faults=_faults(args),
         webhook_endpoints=tuple(webhooks),

@@ -20,6 +20,10 @@ DEFAULT_API_KEY = "sk_test_fcd_emulator"
 DEFAULT_API_VERSION = "2026-06-24.dahlia"
 
 AlreadyDisconnectedMode = Literal["200", "400"]
+#: Undocumented: disconnecting an `inactive` account disconnects it (200) or is refused (400).
+InactiveDisconnectMode = Literal["200", "400"]
+#: Undocumented: our own disconnect's event names our request and key ("set") or not ("null").
+EventRequestMode = Literal["set", "null"]
 
 
 class _Frozen(BaseModel):
@@ -102,6 +106,9 @@ class EmulatorConfig(_Frozen):
 
     accounts: int = Field(default=200, ge=0)
     """Accounts generated at start (more can be added through the admin API)."""
+    connected_accounts: int = Field(default=0, ge=0)
+    """Stripe accounts connected to the platform at start (Connect; more through the admin API).
+    They hold no FC accounts until the admin API creates some with `stripe_account`."""
     seed: int = 0
     """Seeds the data set and the fault RNG: the same seed gives the same ids and fields."""
     reference_time: int | None = None
@@ -109,6 +116,8 @@ class EmulatorConfig(_Frozen):
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
     api_version: str = DEFAULT_API_VERSION
     already_disconnected_mode: AlreadyDisconnectedMode = "200"
+    inactive_disconnect_mode: InactiveDisconnectMode = "200"
+    event_request_mode: EventRequestMode = "set"
     limits: LimitsConfig | None = None
     faults: FaultsConfig = FaultsConfig()
     idempotency_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
@@ -118,6 +127,8 @@ class EmulatorConfig(_Frozen):
     webhook_backoff_seconds: float = Field(default=0.5, ge=0)
     """Delay before the second delivery attempt; it doubles for each later one."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    event_retention_seconds: float = Field(default=30 * 86400.0, gt=0)
+    """How far back `GET /v1/events` lists (Stripe: 30 days)."""
 
 
 class ConfigUpdate(_Frozen):
@@ -127,6 +138,8 @@ class ConfigUpdate(_Frozen):
     """
 
     already_disconnected_mode: AlreadyDisconnectedMode | None = None
+    inactive_disconnect_mode: InactiveDisconnectMode | None = None
+    event_request_mode: EventRequestMode | None = None
     limits: LimitsConfig | None = None
     faults: FaultsConfig | None = None
     webhook_endpoints: tuple[WebhookEndpoint, ...] | None = None

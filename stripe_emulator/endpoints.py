@@ -1,21 +1,24 @@
-"""The three Stripe endpoints the emulator serves: retrieve, list and disconnect an account.
+"""The Stripe endpoints the emulator serves: retrieve, list and disconnect an FC account, list
+the platform's connected accounts (`GET /v1/accounts`) and list events (see `events`).
 
 Each aiohttp handler hands its work function to `pipeline.serve`, which does auth, limits,
 idempotency and logging. The work functions validate parameters as Stripe does (unknown
-parameters are a 400), then read or change the `AccountStore`.
+parameters are a 400), then read or change the `AccountStore`. A call sees only the FC accounts
+of the Stripe account it acts as (`Stripe-Account`, see `connect`); any other is a 404.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from stripe_emulator import errors
-from stripe_emulator.accounts import page
+from stripe_emulator import connect, errors, events
+from stripe_emulator.accounts import page, parse_limit
 from stripe_emulator.pipeline import Answer, Call, serve, with_outcome
 from stripe_emulator.state import EmulatorState
 
 ACCOUNTS_PATH = "/v1/financial_connections/accounts"
-RETRIEVE, LIST, DISCONNECT = "retrieve", "list", "disconnect"
+RETRIEVE, LIST, DISCONNECT, ACCOUNTS = "retrieve", "list", "disconnect", "accounts"
+_PAGE_PARAMS = frozenset({"limit", "starting_after", "ending_before"})
 _LIST_PARAMS = frozenset(
     {
         "account_holder[customer]",
@@ -40,7 +43,7 @@ async def _retrieve(state: EmulatorState, call: Call) -> Answer:
     if error is not None:
         return Answer.error(call, error)
     assert call.account_id is not None
-    index = state.accounts.index_of(call.account_id)
+    index = _visible_index(state, call)
     if index is None:
         return Answer.error(call, errors.resource_missing(call.account_id))
     forced = state.faults.draw()
@@ -52,13 +55,14 @@ async def _retrieve(state: EmulatorState, call: Call) -> Answer:
 async def _disconnect(state: EmulatorState, call: Call) -> Answer:
     error = _unknown_param([name for name, _ in call.form], frozenset())
     if error is not None:
-        return Answer.error(call, error)
+        return Answer.error(call, error, store=False)  # failed validation: never executed
     assert call.account_id is not None
-    index = state.accounts.index_of(call.account_id)
+    index = _visible_index(state, call)
     if index is None:
         return Answer.error(call, errors.resource_missing(call.account_id))
     if index in state.locked_accounts:
-        return Answer.error(call, errors.lock_timeout())
+        # A conflict with a request executing concurrently: not stored, retry advised.
+        return Answer.error(call, errors.lock_timeout(), store=False)
     state.locked_accounts.add(index)
     try:
         forced = state.scripts.pop(call.account_id) if state.scripts else None
@@ -69,8 +73,21 @@ async def _disconnect(state: EmulatorState, call: Call) -> Answer:
         state.locked_accounts.discard(index)
 
 
+def _visible_index(state: EmulatorState, call: Call) -> int | None:
+    """The account's index if it exists on the Stripe account the call acts as."""
+    assert call.account_id is not None
+    index = state.accounts.index_of(call.account_id)
+    if index is None or state.accounts.owner(index) != call.stripe_account:
+        return None
+    return index
+
+
 def _disconnect_now(state: EmulatorState, call: Call, index: int) -> Answer:
     accounts = state.accounts
+    config = state.config
+    if config.inactive_disconnect_mode == "400" and accounts.status(index) == "inactive":
+        assert call.account_id is not None
+        return Answer.error(call, errors.inactive_account(call.account_id))
     if not accounts.disconnect(index):
         if state.config.already_disconnected_mode == "400":
             assert call.account_id is not None
@@ -80,25 +97,11 @@ def _disconnect_now(state: EmulatorState, call: Call, index: int) -> Answer:
     state.webhooks.emit(
         account,
         livemode=call.livemode,
-        request_id=call.request_id,
-        idempotency_key=call.idempotency_key,
+        request_id=call.request_id if config.event_request_mode == "set" else None,
+        idempotency_key=call.idempotency_key if config.event_request_mode == "set" else None,
+        stripe_account=call.stripe_account,
     )
     return Answer.ok(body)
-
-
-def _parse_limit(raw: str | None) -> int | errors.StripeError:
-    if raw is None:
-        return 10
-    try:
-        limit = int(raw)
-    except ValueError:
-        return errors.invalid_param(
-            f"Invalid integer: {raw}", "limit", code="parameter_invalid_integer"
-        )
-    if not 1 <= limit <= 100:
-        bound = "greater than or equal to 1" if limit < 1 else "less than or equal to 100"
-        return errors.invalid_param(f"This value must be {bound}.", "limit")
-    return limit
 
 
 def _cursor(state: EmulatorState, query: web.Request, name: str) -> int | errors.StripeError | None:
@@ -122,7 +125,7 @@ async def _list(state: EmulatorState, call: Call) -> Answer:
             "account_holder[customer].",
             "account_holder",
         )
-    limit = _parse_limit(query.get("limit"))
+    limit = parse_limit(query.get("limit"))
     after = _cursor(state, request, "starting_after")
     before = _cursor(state, request, "ending_before")
     for value in (limit, after, before):
@@ -132,12 +135,13 @@ async def _list(state: EmulatorState, call: Call) -> Answer:
         return Answer.error(call, error)
     assert isinstance(limit, int) and not isinstance(after, errors.StripeError)
     assert not isinstance(before, errors.StripeError)
+    owner = call.stripe_account
     if customer is not None:
-        candidates = state.accounts.holder_indexes("customer", customer)
+        candidates = state.accounts.holder_indexes("customer", customer, owner)
     elif account is not None:
-        candidates = state.accounts.holder_indexes("account", account)
+        candidates = state.accounts.holder_indexes("account", account, owner)
     else:
-        candidates = range(state.accounts.total)
+        candidates = state.accounts.indexes_of(owner)
     indexes, has_more = page(candidates, limit, after, before)
 
     def render() -> Answer:
@@ -147,6 +151,46 @@ async def _list(state: EmulatorState, call: Call) -> Answer:
         return Answer.ok(b'{"object":"list","data":[' + data + tail)
 
     return await with_outcome(state, call, state.faults.draw(), render)
+
+
+async def _connected_accounts(state: EmulatorState, call: Call) -> Answer:
+    query = call.request.query
+    error = _unknown_param(list(query), _PAGE_PARAMS)
+    if error is None and call.stripe_account is not None:
+        error = connect.not_a_platform()
+    limit = parse_limit(query.get("limit"))
+    if error is None and isinstance(limit, errors.StripeError):
+        error = limit
+    listed = state.connect.listed()
+    positions = {a.id: n for n, a in enumerate(listed)}
+    cursors: dict[str, int | None] = {}
+    for name in ("starting_after", "ending_before"):
+        raw = query.get(name)
+        cursors[name] = None if raw is None else positions.get(raw)
+        if error is None and raw is not None and cursors[name] is None:
+            error = errors.StripeError(
+                400,
+                "invalid_request_error",
+                f"No such account: '{raw}'",
+                code="resource_missing",
+                param=name,
+            )
+    if error is not None:
+        return Answer.error(call, error)
+    assert isinstance(limit, int)
+    chosen, has_more = page(
+        range(len(listed)), limit, cursors["starting_after"], cursors["ending_before"]
+    )
+    data = b",".join(listed[n].body(call.livemode) for n in chosen)
+    more = b"true" if has_more else b"false"
+    return Answer.ok(
+        b'{"object":"list","data":[' + data + b'],"has_more":' + more + b',"url":"/v1/accounts"}'
+    )
+
+
+async def list_connected_accounts(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/accounts` (the platform's connected accounts)."""
+    return await serve(request, ACCOUNTS, None, _connected_accounts)
 
 
 async def retrieve_account(request: web.Request) -> web.StreamResponse:
@@ -183,4 +227,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(ACCOUNTS_PATH, list_accounts)
     app.router.add_get(ACCOUNTS_PATH + "/{account}", retrieve_account)
     app.router.add_post(ACCOUNTS_PATH + "/{account}/disconnect", disconnect_account)
+    app.router.add_get("/v1/accounts", list_connected_accounts)
+    app.router.add_get(events.EVENTS_PATH, events.list_events)
     app.router.add_route("*", "/v1/{tail:.*}", unrecognized_url)

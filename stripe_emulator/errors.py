@@ -100,12 +100,15 @@ def missing_key() -> StripeError:
     )
 
 
+def masked_key(key: str) -> str:
+    """A key as Stripe shows it in messages: its mode prefix and last four characters only."""
+    prefix = key[:8] if key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")) else ""
+    return f"{prefix}{'*' * 12}{key[-4:]}"
+
+
 def invalid_key(key: str) -> StripeError:
     """401 for an unknown key; like Stripe, the message shows only its last four characters."""
-    prefix = key[:8] if key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")) else ""
-    return StripeError(
-        401, "invalid_request_error", f"Invalid API Key provided: {prefix}{'*' * 12}{key[-4:]}"
-    )
+    return StripeError(401, "invalid_request_error", f"Invalid API Key provided: {masked_key(key)}")
 
 
 def resource_missing(object_id: str, param: str = "account", status: int = 404) -> StripeError:
@@ -165,6 +168,18 @@ def already_disconnected(account_id: str) -> StripeError:
         f"The account '{account_id}' has already been disconnected and cannot be disconnected "
         "again.",
         code="account_already_disconnected",
+        param="account",
+    )
+
+
+def inactive_account(account_id: str) -> StripeError:
+    """400 for disconnecting an `inactive` account (mode "400"; undocumented, a guess: the code
+    is the one Stripe uses for other operations on an inactive account)."""
+    return StripeError(
+        400,
+        "invalid_request_error",
+        f"The account '{account_id}' is inactive and cannot be disconnected.",
+        code="financial_connections_account_inactive",
         param="account",
     )
 

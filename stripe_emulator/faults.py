@@ -13,7 +13,12 @@ A `ForcedOutcome` says what one call does instead of (or besides) its normal wor
   the ambiguous case where Stripe acted but the client never learns. Default: true for a plain
   hang, false otherwise. A reset after executing keeps the real answer under the idempotency
   key, so a retry with the same key replays it.
-- `store`: keep the answer under the idempotency key; default: only for a 500 (as Stripe).
+- `store`: keep the answer under the idempotency key; default: as Stripe keeps an answer of an
+  executing endpoint (every status but 401, 403, 409, 429, 502, 503, 504; see
+  `idempotency.should_store`).
+- A 500 carries `Stripe-Should-Retry: false` unless `should_retry` says otherwise: stripe-python
+  expects it "in most cases when a 500 is returned, since our idempotency framework would
+  typically replay it anyway".
 
 Scripts are FIFO queues per account for its next disconnect calls, each outcome used once.
 Random faults apply to every `/v1` call, from a RNG seeded by the emulator's seed.

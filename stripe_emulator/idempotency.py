@@ -3,8 +3,9 @@
 `IdempotencyStore.begin` reserves a key for a request and reports what Stripe would do instead
 of running it: replay the stored answer, 409 while the first request is still running, or 400
 `idempotency_error` when the key was first used with another method, path or body. `finish`
-stores the answer (only answers from a request that began executing: 200s and 500s, see
-`should_store`); `abandon` frees the key without storing (429s, validation errors, resets).
+stores the answer of a request whose endpoint began executing, whatever it was (see
+`should_store`); `abandon` frees the key without storing (limiter 429s, auth errors, validation
+errors, lock timeouts, in-flight conflicts, edge errors, resets without execution).
 
 Entries expire `ttl` seconds after they were reserved. Keys are inserted in time order and all
 share one TTL, so expiry pops from the front: amortised O(1) per request.
@@ -46,13 +47,25 @@ class Begin:
     mismatch: bool = False
 
 
-def should_store(status: int) -> bool:
-    """Whether Stripe keeps an answer of `status`: it began executing (200) or failed inside (500).
+#: Statuses that never come from an executing endpoint: auth (401/403) and the limiters (429)
+#: run before the idempotency layer, a 409 is a conflict with a request still running, and
+#: 502/503/504 are edge answers (whether Stripe stores those is undocumented; a script's `store`
+#: field covers the other case).
+NEVER_STORED = frozenset({401, 403, 409, 429, 502, 503, 504})
 
-    Validation errors, 409s, 429s and edge errors (502/503/504) are not kept: Stripe saves a
-    result only once the endpoint has started executing.
+
+def should_store(status: int) -> bool:
+    """Whether Stripe keeps an answer of `status` produced by an endpoint that began executing.
+
+    Stripe: "as long as an API method began execution, Stripe's API servers will cache the
+    results of the request regardless of what they were. A request that returns a 400 sends back
+    the same 400" and "the idempotency layer caches the result of POST mutations that result in
+    server errors (specifically 500s)"; "results are only saved if an API endpoint started
+    executing. If incoming parameters failed validation, or the request conflicted with another
+    that was executing concurrently, no idempotent result is saved". The endpoints mark their
+    validation errors and lock timeouts as not stored themselves.
     """
-    return status < 300 or status == 500
+    return status not in NEVER_STORED
 
 
 class IdempotencyStore:

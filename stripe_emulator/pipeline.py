@@ -1,6 +1,8 @@
 """The path every `/v1` call takes, in Stripe's order, around the endpoint's own work.
 
-    authenticate (401) -> limiters (429 + Stripe-Rate-Limited-Reason) -> outage (503)
+    authenticate (401; a Stripe-Version not shaped like one: 400; a Stripe-Account the key
+    cannot act as: 403 account_invalid)
+    -> limiters (429 + Stripe-Rate-Limited-Reason) -> outage (503)
     -> idempotency on POST (replay | 409 in flight | 400 idempotency_error | reserve)
     -> the endpoint's work: validation, 404, per-account lock (429 lock_timeout),
        forced outcome (script or random fault), latency, the change itself
@@ -12,6 +14,7 @@ Handlers stay cheap: no pydantic per call, cached JSON bytes, one tuple appended
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import struct
 import time
@@ -21,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from stripe_emulator import errors
+from stripe_emulator import connect, errors
 from stripe_emulator.errors import StripeError
 from stripe_emulator.faults import ForcedOutcome
 from stripe_emulator.idempotency import StoredResponse, should_store
@@ -29,6 +32,7 @@ from stripe_emulator.requestlog import LoggedRequest
 from stripe_emulator.state import EmulatorState
 
 STATE = web.AppKey("stripe_emulator_state", EmulatorState)
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -119,7 +123,14 @@ def _authenticate(state: EmulatorState, call: Call) -> StripeError | None:
         return errors.invalid_key(key)
     call.api_key = key
     call.livemode = key.startswith(("sk_live_", "rk_live_"))
-    call.stripe_account = headers.get("Stripe-Account")
+    version = headers.get("Stripe-Version")
+    if version is not None and not _API_VERSION.match(version):
+        return errors.StripeError(
+            400, "invalid_request_error", f"Invalid Stripe API version: {version}"
+        )
+    call.stripe_account = headers.get("Stripe-Account") or None
+    if call.stripe_account is not None and not state.connect.accessible(call.stripe_account):
+        return connect.stripe_account_error(key, call.stripe_account)
     return None
 
 
@@ -135,7 +146,8 @@ async def _execute(state: EmulatorState, call: Call, work: Work) -> Answer:
     if key is None:
         return await work(state, call)
     call.idempotency_key = key
-    begin = state.idempotency.begin(call.api_key, key, (request.method, request.path, raw))
+    scope = f"{call.api_key}|{call.stripe_account or ''}"  # keys are per key and account acted as
+    begin = state.idempotency.begin(scope, key, (request.method, request.path, raw))
     if begin.mismatch:
         return Answer.error(call, errors.idempotency_mismatch(key))
     if begin.conflict:
@@ -150,14 +162,14 @@ async def _execute(state: EmulatorState, call: Call, work: Work) -> Answer:
         if answer.store:
             stored_answer = answer
             state.idempotency.finish(
-                call.api_key,
+                scope,
                 key,
                 StoredResponse(answer.status, answer.body, answer.headers, call.request_id),
             )
         return answer
     finally:
         if stored_answer is None:
-            state.idempotency.abandon(call.api_key, key)
+            state.idempotency.abandon(scope, key)
 
 
 def parse_form(text: str) -> list[tuple[str, str]]:
@@ -192,8 +204,11 @@ async def with_outcome(
     )
     if forced.status == 429 and forced.rate_limited_reason:
         error.headers["Stripe-Rate-Limited-Reason"] = forced.rate_limited_reason
-    if forced.should_retry is not None:
-        error.headers["Stripe-Should-Retry"] = "true" if forced.should_retry else "false"
+    should_retry = forced.should_retry
+    if should_retry is None and forced.status == 500:
+        should_retry = False  # what Stripe sends with most 500s (stripe-python's comment)
+    if should_retry is not None:
+        error.headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
     return Answer.error(call, error, store=forced.stores)
 
 

@@ -15,6 +15,7 @@ import time
 
 from stripe_emulator.accounts import AccountStore
 from stripe_emulator.config import ConfigUpdate, EmulatorConfig, FaultsConfig, OutageWindow
+from stripe_emulator.connect import ConnectedAccounts
 from stripe_emulator.faults import FaultInjector, Scripts
 from stripe_emulator.idempotency import IdempotencyStore
 from stripe_emulator.ids import to_base62
@@ -31,6 +32,9 @@ class EmulatorState:
         reference = config.reference_time or int(time.time()) // 86400 * 86400
         self.accounts = AccountStore(config.accounts, config.seed, reference)
         self.api_keys = frozenset(config.api_keys)
+        self.connect = ConnectedAccounts(config.seed)
+        for _ in range(config.connected_accounts):
+            self.connect.create(reference)
         self.idempotency = IdempotencyStore(config.idempotency_ttl_seconds)
         self.log = RequestLog(config.request_log_size)
         self.scripts = Scripts()
@@ -58,8 +62,9 @@ class EmulatorState:
         """Replace the running configuration's mutable parts with those `update` sets."""
         given = update.model_fields_set
         changes: dict[str, object] = {}
-        if update.already_disconnected_mode is not None:
-            changes["already_disconnected_mode"] = update.already_disconnected_mode
+        for mode in ("already_disconnected_mode", "inactive_disconnect_mode", "event_request_mode"):
+            if getattr(update, mode) is not None:
+                changes[mode] = getattr(update, mode)
         if "limits" in given:
             changes["limits"] = update.limits
             self.limiter = Limiter(update.limits) if update.limits is not None else None

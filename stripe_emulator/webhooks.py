@@ -86,9 +86,14 @@ class WebhookDispatcher:
         livemode: bool,
         request_id: str | None,
         idempotency_key: str | None,
+        stripe_account: str | None = None,
     ) -> dict[str, Any]:
-        """Record the disconnected event for `account` (kept, not copied) and deliver it."""
-        event = {
+        """Record the disconnected event for `account` (kept, not copied) and deliver it.
+
+        An event of a connected account (`stripe_account`) carries `account`, as Stripe's do;
+        it is delivered to every endpoint here (as if each were also a Connect endpoint).
+        """
+        event: dict[str, Any] = {
             "id": f"evt_1{to_base62(self._rng.getrandbits(128), 23)}",
             "object": "event",
             "api_version": self._api_version,
@@ -99,6 +104,8 @@ class WebhookDispatcher:
             "request": {"id": request_id, "idempotency_key": idempotency_key},
             "type": EVENT_TYPE,
         }
+        if stripe_account is not None:
+            event["account"] = stripe_account
         self.events.append(event)
         if self.endpoints and self._session is not None:
             payload = json.dumps(event, indent=2).encode()

@@ -21,6 +21,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 from redis.asyncio import Redis
 
+from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail
 from ledger.customer_models import CUSTOMER_JOB
 from ledger.jobs import (
@@ -120,6 +121,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["customer_deps"] = build_customer_deps(ctx["deps"], audit, settings)
     ctx["sweep_deps"] = build_sweep_deps(ctx["deps"], audit, settings)
+    ctx["inbox"] = WebhookInbox(redis, settings.key_prefix)
     log.info("worker.started", max_jobs=settings.max_jobs, queue=ctx.get("queue_name"))
 
 

@@ -23,7 +23,7 @@ from ledger.audit import TransitionDetails
 from ledger.models import DisconnectRequest, RequestStatus
 from ledger.store import Ledger
 from worker.gate import CallGate, Priority
-from worker.outcomes import Action, decide, is_auth_failure
+from worker.outcomes import Action, decide, is_account_forbidden, is_auth_failure
 from worker.ratelimit import AccountBusy, AccountLock, LimiterPaused
 from worker.retry import RetryPolicy
 from worker.stripe_client import (
@@ -103,13 +103,16 @@ async def call_stripe(
     call: Callable[[], Awaitable[StripeResult]],
     *,
     before_send: Callable[[], Awaitable[None]] | None = None,
+    stripe_account: str | None = None,
 ) -> StripeResult:
     """One Stripe call at the shared limiter; a limiter 429 slows every worker down.
 
     Raises :class:`LimiterPaused` (never waits) while the service is paused, so the caller can
     hand its work back instead of holding it. ``before_send`` runs once the permit is granted,
     right before the call (it may raise to stop the call). Every call made is counted by endpoint
-    and outcome in ``P metrics:stripe`` (``/metrics``: ``fcd_stripe_calls_total``).
+    and outcome in ``P metrics:stripe`` (``/metrics``: ``fcd_stripe_calls_total``); a 403 for a
+    call made with ``stripe_account`` (``Stripe-Account``) is counted as ``403_account``, apart
+    from the platform's own 403s that trip the breaker.
     """
     async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
         if before_send is not None:
@@ -117,7 +120,7 @@ async def call_stripe(
         try:
             result = await call()
         except StripeError as exc:
-            await _count_call(deps, endpoint, _outcome_label(exc))
+            await _count_call(deps, endpoint, _outcome_label(exc, stripe_account))
             if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
                 # Best effort: failing to slow the fleet must not hide Stripe's answer.
                 with contextlib.suppress(RedisError, OSError):
@@ -127,9 +130,11 @@ async def call_stripe(
     return result
 
 
-def _outcome_label(error: StripeError) -> str:
+def _outcome_label(error: StripeError, stripe_account: str | None = None) -> str:
     if isinstance(error, StripeTimeout):
         return "timeout"
+    if is_account_forbidden(error, stripe_account):
+        return "403_account"
     if isinstance(error, StripeAPIError):
         return str(error.http_status)
     return "transport_error"
@@ -170,6 +175,7 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
                 stripe_account=request.stripe_account,
             ),
             before_send=record_intent,
+            stripe_account=request.stripe_account,
         )
     except StripeError as exc:
         return replace(await _after_error(deps, request, exc), posted=True)
@@ -186,7 +192,7 @@ async def _precheck(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome
     try:
         account, meta = await _retrieve(deps, request)
     except StripeError as exc:
-        return _from_error(exc)
+        return _from_error(exc, request.stripe_account)
     if account.get("status") != "disconnected":
         return None
     if request.last_posted_at is not None:
@@ -199,33 +205,42 @@ async def _after_error(
     deps: DisconnectDeps, request: DisconnectRequest, error: StripeError
 ) -> Outcome:
     decision = decide(error)
+    stripe_account = request.stripe_account
     if decision.action != Action.CHECK_ACCOUNT:
-        return _from_error(error)
+        return _from_error(error, stripe_account)
     try:
         account, meta = await _retrieve(deps, request)
     except StripeError as exc:
-        return _from_error(exc, fresh_key=decision.fresh_idempotency_key)
+        return _from_error(exc, stripe_account, fresh_key=decision.fresh_idempotency_key)
     if account.get("status") == "disconnected":
         status = (
             RequestStatus.DISCONNECTED
-            if decision.fresh_idempotency_key
+            if decision.call_may_have_acted
             else RequestStatus.ALREADY_DISCONNECTED
         )
         note = f"account is disconnected (checked after HTTP {error.http_status}: {error.message})"
         return Outcome(status, _details(meta, note, error))
+    fresh = decision.fresh_idempotency_key
+    message = error.message + ("; next attempt with a fresh Idempotency-Key" if fresh else "")
     if decision.otherwise == Action.RETRY:
-        return Outcome(
-            RequestStatus.RETRY_SCHEDULED, _details(error.meta, error.message, error), True
-        )
-    return Outcome(RequestStatus.FAILED, _details(error.meta, error.message, error))
+        return Outcome(RequestStatus.RETRY_SCHEDULED, _details(error.meta, message, error), fresh)
+    return Outcome(RequestStatus.FAILED, _details(error.meta, message, error), fresh)
 
 
-def _from_error(error: StripeError, *, fresh_key: bool = False) -> Outcome:
+def _from_error(
+    error: StripeError, stripe_account: str | None, *, fresh_key: bool = False
+) -> Outcome:
     """Outcome of an error that needs no further look at the account."""
     decision = decide(error)
     details = _details(error.meta, error.message, error)
-    if is_auth_failure(error):
+    if is_auth_failure(error, stripe_account):
         return Outcome(RequestStatus.QUEUED, details, attempt_free=True, trip_breaker=True)
+    if is_account_forbidden(error, stripe_account):
+        note = (
+            f"Stripe refused access to connected account {stripe_account} (HTTP 403: "
+            f"{error.message}); only this request fails, other work goes on"
+        )
+        return Outcome(RequestStatus.FAILED, replace(details, message=note))
     if decision.action == Action.FINISH and decision.status is not None:
         return Outcome(decision.status, details)
     if decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.FINISH:
@@ -248,6 +263,7 @@ async def _retrieve(
         lambda: deps.stripe.retrieve_account(
             request.account_id, stripe_account=request.stripe_account
         ),
+        stripe_account=request.stripe_account,
     )
     return result.body, result.meta
 

@@ -13,9 +13,10 @@ Contract of :func:`run_customer` (the same claim and give-back as every kind, :m
   that already finished is never submitted again (children recorded by older versions).
 - A list error is decided like a disconnect error (:func:`worker.outcomes.decide`): transient
   ones schedule a retry with the same backoff and attempt budget (a limiter 429 does not spend
-  an attempt); anything else fails the parent. A 401/403 trips the circuit breaker instead and,
-  like a pause, hands the parent back to ``queued`` (attempt not spent). Children submitted
-  before the failure still run.
+  an attempt); anything else fails the parent. A 401, or a 403 for the platform's own call,
+  trips the circuit breaker instead and, like a pause, hands the parent back to ``queued``
+  (attempt not spent). A 403 for a listing made with ``Stripe-Account`` fails this parent only
+  (that connected account's access was revoked). Children submitted before the failure still run.
 - Cancelled mid-listing (shutdown or job timeout): the parent goes back to ``queued`` under a
   fresh job, the attempt not spent.
 """
@@ -107,7 +108,7 @@ async def _list_then_finish(
     except LimiterPaused:
         return await _hand_back(deps, parent, TransitionDetails(message=PAUSED_NOTE))
     except StripeError as exc:
-        if is_auth_failure(exc):
+        if is_auth_failure(exc, parent.stripe_account):
             details = _error_details(parent, exc)
             await trip_breaker(deps.base, details)
             return await _hand_back(deps, parent, details)
@@ -133,7 +134,9 @@ async def list_and_submit(deps: CustomerDeps, parent: CustomerRequest) -> Custom
             starting_after=cursor,
             stripe_account=parent.stripe_account,
         )
-        result = await call_stripe(deps.base, "list", fetch_page)
+        result = await call_stripe(
+            deps.base, "list", fetch_page, stripe_account=parent.stripe_account
+        )
         data = result.body.get("data")
         ids = [a.get("id") for a in data if isinstance(a, dict)] if isinstance(data, list) else []
         accounts = [i for i in ids if isinstance(i, str) and ACCOUNT_ID_RE.match(i)]

@@ -1,4 +1,5 @@
-"""Periodic housekeeping in the workers: the reconciler, and publishing the limiter's snapshot.
+"""Periodic housekeeping in the workers: the reconciler, publishing the limiter's snapshot, and
+the webhook catch-up (:mod:`worker.events_catchup`).
 
 :func:`reconcile_job` is a thin arq adapter over :func:`ledger.reconcile.reconcile` (every kind
 of request) and :func:`retention.runs.recover_runs` (sweep runs whose process was lost). It is an arq
@@ -27,6 +28,7 @@ from ledger.reconcile import reconcile
 from ledger.store import Ledger
 from retention.runs import SweepRuns, recover_runs
 from worker.disconnect import DisconnectDeps
+from worker.events_catchup import EVENTS_CATCHUP_JOB, events_catchup_job
 from worker.settings import WorkerSettings
 
 RECONCILE_JOB = "reconcile"
@@ -77,21 +79,35 @@ def cron_schedule(interval_seconds: int) -> dict[str, Any]:
     if interval_seconds >= 60 and rest == 0 and 60 % minutes == 0:
         return {"minute": set(range(0, 60, minutes)), "second": 0}
     raise ValueError(
-        f"reconcile interval {interval_seconds}s must divide 60 s or be whole minutes dividing 60"
+        f"interval {interval_seconds}s must divide 60 s or be whole minutes dividing 60"
     )
 
 
 def housekeeping_cron_jobs(settings: WorkerSettings, *, burst: bool = False) -> list[CronJob]:
     """The cron jobs of a long-running worker (none in burst mode: it only drains the queue)."""
-    if burst or settings.reconcile_interval_seconds <= 0:
+    if burst:
         return []
-    return [
-        cron(
-            reconcile_job,
-            name=RECONCILE_JOB,
-            unique=True,
-            run_at_startup=True,
-            timeout=300,
-            **cron_schedule(settings.reconcile_interval_seconds),
+    jobs = []
+    if settings.reconcile_interval_seconds > 0:
+        jobs.append(
+            cron(
+                reconcile_job,
+                name=RECONCILE_JOB,
+                unique=True,
+                run_at_startup=True,
+                timeout=300,
+                **cron_schedule(settings.reconcile_interval_seconds),
+            )
         )
-    ]
+    if settings.events_catchup_interval_seconds > 0:
+        jobs.append(
+            cron(
+                events_catchup_job,
+                name=EVENTS_CATCHUP_JOB,
+                unique=True,
+                run_at_startup=True,
+                timeout=600,
+                **cron_schedule(settings.events_catchup_interval_seconds),
+            )
+        )
+    return jobs

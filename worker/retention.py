@@ -11,13 +11,18 @@ to the blast-radius guard, never forced).
 
 Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
 rate limiter's ``slot("list", priority="bulk")``; transient errors are retried with the worker's
-backoff a few times, then the run fails.
+backoff a few times, then the run fails. A policy naming connected accounts
+(``stripe_accounts``, or ``"all"``: every account ``GET /v1/accounts`` lists, paged through the
+same ``list`` budget) lists each of them with its ``Stripe-Account`` after the key's own
+accounts (:func:`scoped_pages`); the budgets stay the fleet's. A connected account answering 403
+(platform access revoked) is skipped and named in the run's summary; the others are swept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,15 +38,16 @@ from retention.sources import (
     PAGE_SIZE,
     AccountPage,
     PageFetcher,
+    ScopedPage,
     file_pages,
     stripe_pages,
 )
 from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
 from worker.claims import JobResult
 from worker.disconnect import DisconnectDeps
-from worker.outcomes import is_transient
+from worker.outcomes import is_account_forbidden, is_transient
 from worker.settings import WorkerSettings
-from worker.stripe_client import StripeAPIError, StripeError
+from worker.stripe_client import StripeAPIError, StripeError, StripeResult
 
 log = structlog.get_logger("fcd.worker")
 LIST_ATTEMPTS = 5
@@ -62,37 +68,89 @@ def build_sweep_deps(
     return SweepDeps(deps, SweepRuns(deps.ledger.redis, deps.ledger.prefix, audit), settings)
 
 
-def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
-    """Pages of ``GET /v1/financial_connections/accounts`` through the limiter's bulk list slot."""
+async def bulk_list_call(
+    deps: DisconnectDeps, call: Callable[[], Awaitable[StripeResult]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """One list call in the limiter's ``list`` budget at priority ``bulk``, retried with the
+    worker's backoff while the error is transient: the page's objects and ``has_more``."""
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        try:
+            async with deps.gate.slot("list", priority="bulk"):
+                result = await call()
+        except StripeError as exc:
+            if attempt == LIST_ATTEMPTS or not is_transient(exc):
+                raise
+            if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
+                await deps.gate.report_rate_limited("list", exc.meta.rate_limited_reason)
+            await asyncio.sleep(deps.policy.backoff(attempt))
+            continue
+        data = result.body.get("data")
+        objects = [a for a in data if isinstance(a, dict)] if isinstance(data, list) else []
+        return objects, bool(result.body.get("has_more"))
+    raise AssertionError("unreachable")
+
+
+def stripe_page_fetcher(deps: DisconnectDeps, stripe_account: str | None = None) -> PageFetcher:
+    """Pages of ``GET /v1/financial_connections/accounts`` (as ``stripe_account`` if given)."""
 
     async def fetch(starting_after: str | None) -> AccountPage:
-        for attempt in range(1, LIST_ATTEMPTS + 1):
-            try:
-                async with deps.gate.slot("list", priority="bulk"):
-                    result = await deps.stripe.list_accounts(
-                        limit=PAGE_SIZE, starting_after=starting_after
-                    )
-            except StripeError as exc:
-                if attempt == LIST_ATTEMPTS or not is_transient(exc):
-                    raise
-                if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
-                    await deps.gate.report_rate_limited("list", exc.meta.rate_limited_reason)
-                await asyncio.sleep(deps.policy.backoff(attempt))
-                continue
-            data = result.body.get("data")
-            accounts = [a for a in data if isinstance(a, dict)] if isinstance(data, list) else []
-            return AccountPage(accounts, bool(result.body.get("has_more")))
-        raise AssertionError("unreachable")
+        accounts, has_more = await bulk_list_call(
+            deps,
+            lambda: deps.stripe.list_accounts(
+                limit=PAGE_SIZE, starting_after=starting_after, stripe_account=stripe_account
+            ),
+        )
+        return AccountPage(accounts, has_more)
 
     return fetch
 
 
+async def connected_account_ids(deps: DisconnectDeps) -> list[str]:
+    """Every connected account ``GET /v1/accounts`` lists, paged (newest first)."""
+
+    async def fetch(starting_after: str | None) -> AccountPage:
+        accounts, has_more = await bulk_list_call(
+            deps,
+            lambda: deps.stripe.list_connected_accounts(
+                limit=PAGE_SIZE, starting_after=starting_after
+            ),
+        )
+        return AccountPage(accounts, has_more)
+
+    ids = []
+    async for page in stripe_pages(fetch):
+        ids += [a["id"] for a in page if isinstance(a.get("id"), str)]
+    return ids
+
+
+async def scoped_pages(deps: DisconnectDeps, policy: RetentionPolicy) -> AsyncIterator[ScopedPage]:
+    """The key's own accounts (unless ``include_platform = false``), then each connected
+    account's, every page tagged with the account it was listed as."""
+    if policy.include_platform:
+        async for page in stripe_pages(stripe_page_fetcher(deps)):
+            yield ScopedPage(page)
+    named = policy.stripe_accounts
+    if named is None:
+        return
+    connected = await connected_account_ids(deps) if named == "all" else list(named)
+    for stripe_account in connected:
+        try:
+            async for page in stripe_pages(stripe_page_fetcher(deps, stripe_account)):
+                yield ScopedPage(page, stripe_account)
+        except StripeAPIError as exc:
+            if not is_account_forbidden(exc, stripe_account):
+                raise
+            log.warning("sweep.account_unreachable", stripe_account=stripe_account)
+            yield ScopedPage([], stripe_account, unreachable=f"HTTP 403: {exc.message}")
+
+
 async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force: bool) -> str:
     """Run one sweep under the policy's lock; return the run's final status."""
+    pages: AsyncIterator[list[dict[str, Any]]] | AsyncIterator[ScopedPage]
     if policy.source == "file" and policy.file is not None:
         pages = file_pages(policy.file)
     else:
-        pages = stripe_pages(stripe_page_fetcher(deps.base))
+        pages = scoped_pages(deps.base, policy)
     options = SweepOptions(
         apply=run.apply, force=force, max_queue_depth=deps.settings.bulk_queue_max_depth
     )

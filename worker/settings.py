@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from ledger.settings import BaseServiceSettings
+from ledger.settings import DEFAULT_STRIPE_API_VERSION, BaseServiceSettings
 from worker.ratelimit import RateBudget
 
 
@@ -16,7 +16,7 @@ class WorkerSettings(BaseServiceSettings):
         default="https://api.stripe.com", description="Stripe API base URL."
     )
     stripe_api_version: str = Field(
-        default="2026-06-24.dahlia", description="Pinned Stripe-Version header."
+        default=DEFAULT_STRIPE_API_VERSION, description="Pinned Stripe-Version header."
     )
     stripe_connect_timeout_seconds: float = Field(
         default=5.0, description="TCP/TLS connect timeout for Stripe calls."
@@ -96,6 +96,25 @@ class WorkerSettings(BaseServiceSettings):
         default=60,
         description="How often the reconciler runs (once across all workers); a divisor of 60 "
         "below a minute, a whole number of minutes dividing 60 above; 0 turns it off.",
+    )
+
+    events_catchup_interval_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How often the webhook catch-up reads Stripe's event list into the inbox "
+        "(once across all workers; same form as the reconcile interval); 0 turns it off.",
+    )
+    events_catchup_lookback_seconds: float = Field(
+        default=3 * 86_400,
+        gt=0,
+        le=30 * 86_400,
+        description="How far back the first catch-up pass reads (Stripe keeps 30 days).",
+    )
+    events_catchup_overlap_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Each catch-up pass re-reads this much before the newest event it saw "
+        "(the inbox drops duplicates), for events listed late.",
     )
 
     @model_validator(mode="after")

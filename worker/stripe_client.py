@@ -1,4 +1,6 @@
-"""A small Stripe client for the three Financial Connections calls this service makes.
+"""A small Stripe client for the calls this service makes: retrieve, list and disconnect a
+Financial Connections account, list the platform's connected accounts (``GET /v1/accounts``)
+and list events (``GET /v1/events``, for the webhook catch-up).
 
 Exceptions (shallow on purpose; each carries context as attributes)::
 
@@ -125,6 +127,31 @@ class StripeClient:
         if starting_after:
             params["starting_after"] = starting_after
         return await self._call("GET", ACCOUNTS_PATH, stripe_account, params=params)
+
+    async def list_connected_accounts(
+        self, *, limit: int = 100, starting_after: str | None = None
+    ) -> StripeResult:
+        """``GET /v1/accounts``: the platform's connected accounts, newest first."""
+        params = {"limit": str(limit)}
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._call("GET", "/v1/accounts", None, params=params)
+
+    async def list_events(
+        self,
+        *,
+        event_type: str,
+        created_gte: int | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
+    ) -> StripeResult:
+        """``GET /v1/events?type=…``: events of the last 30 days, newest first."""
+        params = {"type": event_type, "limit": str(limit)}
+        if created_gte is not None:
+            params["created[gte]"] = str(created_gte)
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._call("GET", "/v1/events", None, params=params)
 
     def _headers(self, stripe_account: str | None, idempotency_key: str | None) -> dict[str, str]:
         headers = {

@@ -1,7 +1,7 @@
 """``fcd``: the command line for submitting requests and inspecting the ledger.
 
-Exit codes: 0 success, 1 operational error (e.g. Redis unreachable), 2 bad input (nothing done),
-3 a sweep refused by its blast-radius guard (nothing submitted).
+Exit codes: 0 success, 1 operational error (e.g. Redis unreachable; ``fcd doctor``: a problem
+found), 2 bad input (nothing done), 3 a sweep refused by its blast-radius guard (nothing submitted).
 """
 
 from __future__ import annotations
@@ -12,7 +12,18 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from producer.cli import failed, migrate, pause, queue, reconcile, requeue, status, submit, sweep
+from producer.cli import (
+    doctor,
+    failed,
+    migrate,
+    pause,
+    queue,
+    reconcile,
+    requeue,
+    status,
+    submit,
+    sweep,
+)
 from producer.cli.context import CliError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -30,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.register(sub)
     pause.register(sub)  # also registers `resume`
     sweep.register(sub)  # also registers `sweeps`
+    doctor.register(sub)
     return parser
 
 

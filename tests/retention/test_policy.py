@@ -58,3 +58,64 @@ def test_bad_cron_expressions_are_refused(bad: str) -> None:
     """Malformed, out-of-range, or both-day-fields schedules raise InvalidSchedule."""
     with pytest.raises(InvalidSchedule):
         parse_cron(bad)
+
+
+CONNECT_POLICIES = """
+[policies.everywhere]
+max_disconnects = 10
+max_fraction = 0.5
+stripe_accounts = "all"
+[[policies.everywhere.rules]]
+reason = "inactive"
+status = ["inactive"]
+
+[policies.two]
+max_disconnects = 10
+max_fraction = 0.5
+stripe_accounts = ["acct_1A", "acct_1B"]
+include_platform = false
+[[policies.two.rules]]
+reason = "inactive"
+status = ["inactive"]
+"""
+
+
+def test_stripe_accounts_name_connected_accounts_or_all(tmp_path: Path) -> None:
+    """Point 5: ``stripe_accounts`` is ``"all"`` or a list of ``acct_`` ids; ``include_platform
+    = false`` leaves the key's own accounts out; either changes the digest, while a policy
+    without them keeps the digest it had before the fields existed."""
+    path = tmp_path / "p.toml"
+    path.write_text(CONNECT_POLICIES)
+    policies = load_policies(path)
+    assert policies["everywhere"].stripe_accounts == "all"
+    assert policies["everywhere"].include_platform
+    assert policies["two"].stripe_accounts == ("acct_1A", "acct_1B")
+    assert not policies["two"].include_platform
+    plain = policies["everywhere"].model_copy(update={"stripe_accounts": None})
+    assert plain.digest != policies["everywhere"].digest
+    # The example policies' digests as the version before these fields computed them.
+    example = {name: policy.digest for name, policy in load_policies(EXAMPLE).items()}
+    assert example == {
+        "stale-links": "4ea574dd4f78b08a",
+        "closed-customers": "287f474434b2b378",
+        "legal-hold-release": "683d0f803ccc67bb",
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('stripe_accounts = ["cus_1"]', "not a connected account id"),
+        ("include_platform = false", "include_platform = false needs stripe_accounts"),
+        ('stripe_accounts = "some"', "stripe_accounts"),
+    ],
+)
+def test_bad_stripe_accounts_are_refused(tmp_path: Path, extra: str, message: str) -> None:
+    """A non-``acct_`` id, an empty scope, or another string than ``"all"`` is a clear error."""
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f"[policies.x]\nmax_disconnects = 1\nmax_fraction = 0.5\n{extra}\n"
+        '[[policies.x.rules]]\nreason = "r"\nstatus = ["inactive"]\n'
+    )
+    with pytest.raises(PolicyError, match=message):
+        load_policies(path)

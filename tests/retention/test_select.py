@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
-from retention.policy import RetentionPolicy, Rule
+from retention.policy import RetentionPolicy, Rule, load_policies
 from retention.select import (
     DAY,
     Selection,
@@ -152,3 +155,41 @@ def test_guard_refuses_over_count_or_fraction_and_says_why() -> None:
     assert "53.8% of 13 accounts examined" in refusal
     within = POLICY.model_copy(update={"max_disconnects": 7, "max_fraction": 0.6})
     assert blast_radius_refusal(within, selection) is None
+
+
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "retention_policies.example.toml"
+FIXTURE = (
+    Path(__file__).parents[2]
+    / "stripe_emulator"
+    / "spec"
+    / "fixture_financial_connections_account.json"
+)
+
+
+def payment_method_only_link(created: float) -> dict[str, Any]:
+    """Stripe's own account fixture as a payment-method-only link has it: no refresh was ever
+    requested, so ``balance_refresh``, ``ownership_refresh`` and ``transaction_refresh`` are null."""
+    account: dict[str, Any] = json.loads(FIXTURE.read_text())
+    account.update(
+        permissions=["payment_method"],
+        balance=None,
+        balance_refresh=None,
+        ownership_refresh=None,
+        transaction_refresh=None,
+        created=int(created),
+    )
+    return account
+
+
+def test_a_never_refreshed_link_is_measured_from_created() -> None:
+    """Issue 10, point 4: with every refresh null, "no successful refresh for 180 days" counts
+    from ``created``: the example policy leaves a link made today (or 179 days ago) alone and
+    selects one made 181 days ago."""
+    stale_links = load_policies(EXAMPLE)["stale-links"]
+    now = time.time()
+    for age_days, expected in [(0, None), (179, None), (181, "no successful refresh for 180 days")]:
+        selection = Selection()
+        selection.add(stale_links, payment_method_only_link(now - age_days * DAY), now)
+        reasons = [reason for _, reason in selection.selected]
+        assert reasons == ([expected] if expected else []), age_days
+        assert selection.incomplete == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from stripe_emulator import run_emulator
 from stripe_emulator.idempotency import IdempotencyStore, StoredResponse
@@ -125,3 +126,77 @@ def test_store_expires_oldest_first_and_abandon_frees_key() -> None:
     store.finish("k", "a", StoredResponse(200, b"{}", {}, "req_1"))
     assert store.begin("k", "a", fingerprint).replay is not None
     assert store.begin("k", "a", ("POST", "/y", b"")).mismatch
+
+
+async def test_a_400_of_an_executing_endpoint_is_stored_and_replayed(
+    session: aiohttp.ClientSession,
+) -> None:
+    """Stripe keeps whatever an executing request produced: the second disconnect of a
+    disconnected account (400 mode) is replayed under its key with Idempotent-Replayed."""
+    async with run_emulator(small_config(already_disconnected_mode="400")) as emulator:
+        stripe_http = StripeHttp(emulator.url, session)
+        account_id = (await stripe_http.account_ids(status="disconnected"))[0]
+        first = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": "k-40"})
+        again = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": "k-40"})
+        assert first.status == again.status == 400
+        assert "Idempotent-Replayed" not in first.headers
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.headers["Original-Request"] == first.headers["Request-Id"]
+        assert again.body == first.body
+
+
+@pytest.mark.parametrize("status", [402, 424, 400])
+async def test_scripted_errors_of_an_executing_endpoint_are_stored(
+    stripe_http: StripeHttp, status: int
+) -> None:
+    """A 402, 424 or 400 the endpoint produced is replayed for its key; a new key runs again."""
+    account_id = (await stripe_http.account_ids())[0]
+    script = {"account_id": account_id, "responses": [{"status": status}]}
+    await stripe_http.admin("POST", "/script", script)
+    key = f"k-s{status}"
+    first = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": key})
+    again = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": key})
+    assert first.status == again.status == status
+    assert again.headers["Idempotent-Replayed"] == "true"
+    fresh = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": key + "-2"})
+    assert fresh.status == 200
+
+
+async def test_validation_errors_and_lock_timeouts_are_not_stored(stripe_http: StripeHttp) -> None:
+    """An unknown parameter (validation before execution) and a lock_timeout (a conflict with a
+    request executing concurrently) leave the key free: the same key then runs the call. The
+    lock_timeout says Stripe-Should-Retry: true."""
+    account_id, other = (await stripe_http.account_ids())[:2]
+    bad = await stripe_http.disconnect(
+        account_id, headers={"Idempotency-Key": "k-v"}, form={"bogus": "1"}
+    )
+    assert bad.status == 400 and bad.body["error"]["param"] == "bogus"
+    retried = await stripe_http.disconnect(
+        account_id, headers={"Idempotency-Key": "k-v"}, form={"bogus": "1"}
+    )
+    assert "Idempotent-Replayed" not in retried.headers
+    script = {"account_id": other, "responses": [{"hang_seconds": 0.5}]}
+    await stripe_http.admin("POST", "/script", script)
+    slow = asyncio.create_task(stripe_http.disconnect(other, headers={"Idempotency-Key": "k-a"}))
+    await asyncio.sleep(0.1)
+    locked = await stripe_http.disconnect(other, headers={"Idempotency-Key": "k-b"})
+    assert locked.status == 429 and locked.body["error"]["code"] == "lock_timeout"
+    assert locked.headers["Stripe-Should-Retry"] == "true"
+    assert "Stripe-Rate-Limited-Reason" not in locked.headers
+    assert (await slow).status == 200
+    after = await stripe_http.disconnect(other, headers={"Idempotency-Key": "k-b"})
+    assert after.status == 200 and "Idempotent-Replayed" not in after.headers
+
+
+async def test_a_500_says_should_retry_false_and_its_replay_too(stripe_http: StripeHttp) -> None:
+    """Stripe sends Stripe-Should-Retry: false with most 500s (stripe-python's comment: the
+    idempotency layer would replay it anyway); the replay carries the same header."""
+    account_id = (await stripe_http.account_ids())[0]
+    script = {"account_id": account_id, "responses": [{"status": 500}]}
+    await stripe_http.admin("POST", "/script", script)
+    first = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": "k-500"})
+    again = await stripe_http.disconnect(account_id, headers={"Idempotency-Key": "k-500"})
+    assert first.status == again.status == 500
+    assert first.headers["Stripe-Should-Retry"] == "false"
+    assert again.headers["Stripe-Should-Retry"] == "false"
+    assert again.headers["Idempotent-Replayed"] == "true"

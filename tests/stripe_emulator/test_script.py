@@ -35,7 +35,8 @@ async def test_outcomes_are_consumed_in_order_then_normal(stripe_http: StripeHtt
     assert replies[1].headers["Stripe-Rate-Limited-Reason"] == "endpoint-rate"
     assert replies[3].headers["Stripe-Should-Retry"] == "false"
     assert replies[4].headers["Stripe-Should-Retry"] == "true"
-    assert "Stripe-Should-Retry" not in replies[0].headers
+    assert replies[0].headers["Stripe-Should-Retry"] == "false"  # Stripe's usual 500
+    assert "Stripe-Should-Retry" not in replies[2].headers
     assert replies[5].body["status"] == "disconnected"
 
 

@@ -2,7 +2,7 @@
 
 ``python -m tests.worker.ratelimit_load URL START_AT DURATION RATE`` waits until wall-clock
 ``START_AT``, hammers the ``disconnect`` budget of a shared limiter for ``DURATION`` seconds and
-prints its grant times (unix seconds) as a JSON list.
+prints the slots the limiter booked for it (unix seconds on Redis's clock) as a JSON list.
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ async def hammer(
     workers: int,
     duration: float,
     priority: Priority = "urgent",
+    booked: bool = False,
 ) -> list[float]:
-    """Acquire-and-release from ``workers`` coroutines for ``duration`` s; sorted grant times."""
+    """Acquire-and-release from ``workers`` coroutines for ``duration`` s; sorted grant times
+    (client clock), or with ``booked`` the slots the limiter booked (Redis clock)."""
     grants: list[float] = []
     stop_at = time.time() + duration
 
     async def worker() -> None:
         while time.time() < stop_at:
-            async with await limiter.acquire(endpoint, priority=priority):
-                grants.append(time.time())
+            async with await limiter.acquire(endpoint, priority=priority) as permit:
+                assert permit.booked_at is not None
+                grants.append(permit.booked_at if booked else time.time())
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return sorted(grants)
@@ -64,7 +67,7 @@ async def _run(url: str, start_at: float, duration: float, rate: float) -> list[
     try:
         limiter = RateLimiter(client, shared_budget(rate))
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        return await hammer(limiter, "disconnect", workers=10, duration=duration)
+        return await hammer(limiter, "disconnect", workers=10, duration=duration, booked=True)
     finally:
         await client.aclose()
 

@@ -226,3 +226,33 @@ async def test_a_resumed_listing_never_resubmits_children_that_already_finished(
     summary = await deps.customers.summary(await deps.customers.get(parent_id))
     assert summary["state"] == "done"
     assert summary["children"] == {"total": 3, "by_status": {"disconnected": 3}}
+
+
+async def test_a_403_listing_for_a_connected_account_fails_that_parent_only(
+    deps: CustomerDeps, customers: CustomerLedger, ledger: Ledger
+) -> None:
+    """Issue 10, point 2: a customer listing sent with a Stripe-Account the platform cannot act
+    as (Stripe's 403 account_invalid) fails that parent with the reason and counts it as
+    ``list|403_account``; the fleet is not paused and the next listing runs."""
+    intake_body = {
+        "customer_id": "cus_gone",
+        "event_id": "evt_403",
+        "reason": "account closed",
+        "stripe_account": "acct_1NotConnected",
+    }
+    intake = IntakeService(
+        ledger,
+        customers,
+        EventRegistry(ledger.redis, ledger.prefix),
+        CounterBuffer(ledger.redis, ledger.prefix),
+    )
+    result = await intake.submit("crm", parse_body(intake_body))
+    parent_id = result.body["request_ids"][0]
+    assert await run_parent_job(deps, parent_id) == "failed"
+    last = (await customers.history(parent_id))[-1]
+    assert last["http_status"] == 403 and last["stripe_error_code"] == "account_invalid"
+    assert await get_pause(ledger.redis, key=ledger.pause_key) is None
+    counts = await ledger.redis.hgetall(f"{ledger.prefix}metrics:stripe")  # type: ignore[misc]
+    assert counts[b"list|403_account"] == b"1"
+    other = await submit_customer(deps, "cus_other", event="evt_ok")
+    assert await run_parent_job(deps, other) == "listed"

@@ -132,7 +132,7 @@ async def test_bad_api_key_trips_breaker_and_keeps_request_queued(
         {"status": 502},
         {"status": 409},
         {"status": 429, "code": "lock_timeout", "should_retry": True},
-        {"status": 400, "should_retry": True},
+        {"status": 400, "should_retry": True, "store": False},
         {"reset": True},
         {"hang_seconds": 2.0},
     ],
@@ -164,24 +164,19 @@ async def test_transient_failure_is_retried_then_succeeds(
     ]
 
 
-async def test_should_retry_false_fails_a_503(
-    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
-) -> None:
-    """Stripe-Should-Retry: false overrides the 5xx retry: failed at once."""
-    [account] = await admin.create_accounts(1)
-    await admin.script(account, {"status": 503, "should_retry": False})
-    request = await submit(ledger, account)
-    done = await run_current_job(make_deps(), request.request_id)
-    assert done.status == RequestStatus.FAILED
-    assert done.attempts == 1
-
-
+@pytest.mark.parametrize(
+    "forced",
+    [{"status": 500}, {"status": 500, "should_retry": False}],
+    ids=["500-as-stripe-sends-it", "500-should-retry-false"],
+)
 async def test_500_checks_account_then_retries_with_fresh_key(
-    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin, forced: dict[str, Any]
 ) -> None:
-    """After a 500 (stored by Stripe under the key) the next attempt uses a new Idempotency-Key."""
+    """After a 500 (stored by Stripe under the key, and saying Stripe-Should-Retry: false as
+    Stripe's 500s do) the request is not failed: the account is checked and the next attempt
+    uses a new Idempotency-Key (issue 10, point 1)."""
     [account] = await admin.create_accounts(1)
-    await admin.script(account, {"status": 500})
+    await admin.script(account, forced)
     deps = make_deps()
     request = await submit(ledger, account)
     first = await run_current_job(deps, request.request_id)
@@ -303,10 +298,10 @@ async def test_never_posted_then_found_disconnected_is_already_disconnected(
 async def test_posted_then_found_disconnected_counts_as_ours(
     make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
 ) -> None:
-    """A POST whose outcome is unknown (503 after executing) and a retry that finds the account
-    disconnected: recorded as disconnected by this service."""
+    """A POST whose outcome is unknown (the connection reset after Stripe executed it) and a
+    retry that finds the account disconnected: recorded as disconnected by this service."""
     [account] = await admin.create_accounts(1)
-    await admin.script(account, {"status": 503, "execute": True})
+    await admin.script(account, {"reset": True, "execute": True})
     deps = make_deps()
     request = await submit(ledger, account)
     first = await run_current_job(deps, request.request_id)
@@ -374,4 +369,18 @@ async def test_every_stripe_call_is_counted_by_endpoint_and_outcome(
     await run_current_job(deps, request.request_id)
     raw = await ledger.redis.hgetall(f"{ledger.prefix}metrics:stripe")  # type: ignore[misc]
     counts = {k.decode(): int(v) for k, v in raw.items()}
-    assert counts == {"retrieve|ok": 2, "disconnect|503": 1, "disconnect|ok": 1}
+    # precheck, the check after the 503, the second attempt's precheck
+    assert counts == {"retrieve|ok": 3, "disconnect|503": 1, "disconnect|ok": 1}
+
+
+async def test_a_5xx_after_stripe_executed_is_settled_by_the_check(
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+) -> None:
+    """A 503 whose call did disconnect the account: the retrieve right after it shows the
+    account disconnected, so the request is done in that attempt, counted as ours."""
+    [account] = await admin.create_accounts(1)
+    await admin.script(account, {"status": 503, "execute": True})
+    request = await submit(ledger, account)
+    done = await run_current_job(make_deps(), request.request_id)
+    assert done.status == RequestStatus.DISCONNECTED and done.attempts == 1
+    assert "checked after HTTP 503" in (await ledger.history(request.request_id))[-1]["message"]

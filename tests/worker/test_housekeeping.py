@@ -14,6 +14,7 @@ from ledger.store import Ledger
 from tests.emulator_admin import EmulatorAdmin
 from tests.producer.process_helpers import wait_for_status
 from worker.app import build_worker
+from worker.events_catchup import EVENTS_CATCHUP_JOB
 from worker.operations import (
     RECONCILE_JOB,
     cron_schedule,
@@ -38,14 +39,23 @@ def test_cron_schedule_accepts_divisors_and_rejects_others() -> None:
 
 
 async def test_long_running_worker_registers_unique_reconcile_cron_burst_does_not() -> None:
-    """A normal worker runs the reconciler as a unique cron job (once per schedule across
-    workers, and at startup); a burst worker only drains, and 0 turns the cron off."""
-    [job] = housekeeping_cron_jobs(_settings())
-    assert (job.name, job.unique, job.run_at_startup) == (RECONCILE_JOB, True, True)
+    """A normal worker runs the reconciler and the webhook catch-up as unique cron jobs (once
+    per schedule across workers, and at startup); a burst worker only drains, and an interval
+    of 0 turns each off."""
+    reconcile_cron, catchup_cron = housekeeping_cron_jobs(_settings())
+    assert (reconcile_cron.name, reconcile_cron.unique, reconcile_cron.run_at_startup) == (
+        RECONCILE_JOB,
+        True,
+        True,
+    )
+    assert (catchup_cron.name, catchup_cron.unique) == (EVENTS_CATCHUP_JOB, True)
     assert housekeeping_cron_jobs(_settings(), burst=True) == []
-    assert housekeeping_cron_jobs(_settings(reconcile_interval_seconds=0)) == []
+    only_catchup = housekeeping_cron_jobs(_settings(reconcile_interval_seconds=0))
+    assert [job.name for job in only_catchup] == [EVENTS_CATCHUP_JOB]
+    none = _settings(reconcile_interval_seconds=0, events_catchup_interval_seconds=0)
+    assert housekeeping_cron_jobs(none) == []
     worker = build_worker(_settings())
-    assert [cron.name for cron in worker.cron_jobs] == [RECONCILE_JOB]
+    assert [cron.name for cron in worker.cron_jobs] == [RECONCILE_JOB, EVENTS_CATCHUP_JOB]
 
 
 async def test_limiter_snapshot_is_published_for_producers(ledger: Ledger, redis: Redis) -> None:

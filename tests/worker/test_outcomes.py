@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ledger.models import RequestStatus
-from worker.outcomes import Action, Decision, decide, is_auth_failure
+from worker.outcomes import Action, Decision, decide, is_account_forbidden, is_auth_failure
 from worker.retry import RetryPolicy
 from worker.stripe_client import StripeAPIError, StripeMeta, StripeTimeout, StripeTransportError
 
@@ -22,6 +22,19 @@ def api_error(
     return StripeAPIError("boom", meta, type_="api_error", code=code)
 
 
+def api_error_replayed(status: int, should_retry: bool | None = None) -> StripeAPIError:
+    meta = StripeMeta(http_status=status, should_retry=should_retry, idempotent_replayed=True)
+    return StripeAPIError("boom", meta, type_="api_error", code=None)
+
+
+CHECK_THEN_RETRY_FRESH = Decision(
+    Action.CHECK_ACCOUNT,
+    fresh_idempotency_key=True,
+    otherwise=Action.RETRY,
+    call_may_have_acted=True,
+)
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -32,35 +45,58 @@ def api_error(
         (api_error(400), Decision(Action.CHECK_ACCOUNT, otherwise=Action.FINISH)),
         (api_error(409), Decision(Action.RETRY)),
         (api_error(429, "rate_limit", reason="endpoint-rate"), Decision(Action.RETRY)),
-        (api_error(429, "lock_timeout"), Decision(Action.RETRY)),
-        (api_error(502), Decision(Action.RETRY)),
-        (api_error(503), Decision(Action.RETRY)),
-        (api_error(504), Decision(Action.RETRY)),
-        (
-            api_error(500),
-            Decision(Action.CHECK_ACCOUNT, fresh_idempotency_key=True, otherwise=Action.RETRY),
-        ),
+        (api_error(429, "lock_timeout", should_retry=True), Decision(Action.RETRY)),
+        (api_error(424), CHECK_THEN_RETRY_FRESH),
+        (api_error(500), CHECK_THEN_RETRY_FRESH),
+        (api_error(502), CHECK_THEN_RETRY_FRESH),
+        (api_error(503), CHECK_THEN_RETRY_FRESH),
+        (api_error(504), CHECK_THEN_RETRY_FRESH),
         (StripeTimeout("t"), Decision(Action.RETRY)),
         (StripeTransportError("reset"), Decision(Action.RETRY)),
     ],
 )
 def test_decision_by_status(error: StripeAPIError, expected: Decision) -> None:
-    """Each status class maps to the documented decision."""
+    """Each status class maps to the documented decision; every 5xx and 424 checks the account
+    and then retries with a fresh key."""
     assert decide(error) == expected
 
 
-def test_should_retry_header_overrides_status() -> None:
-    """Stripe-Should-Retry: false stops a 503 retry; true makes a 400 retryable."""
-    assert decide(api_error(503, should_retry=False)) == Decision(
+def test_should_retry_false_never_ends_a_5xx() -> None:
+    """Point 1: Stripe sends Should-Retry: false with most 500s (a same-key retry would only be
+    replayed); the request still retries, with a fresh key after the account check."""
+    for status in (500, 503):
+        assert decide(api_error(status, should_retry=False)) == CHECK_THEN_RETRY_FRESH
+
+
+def test_should_retry_header_overrides_the_status_of_a_4xx() -> None:
+    """Should-Retry: true makes a 400 retryable; false stops a 409."""
+    assert decide(api_error(400, should_retry=True)) == Decision(Action.RETRY)
+    assert decide(api_error(409, should_retry=False)) == Decision(
         Action.FINISH, RequestStatus.FAILED
     )
-    assert decide(api_error(400, should_retry=True)) == Decision(Action.RETRY)
-    assert decide(api_error(500, should_retry=False)).otherwise == Action.FINISH
+
+
+def test_a_replayed_error_rotates_the_key_after_a_check() -> None:
+    """Point 3: an error replayed from Stripe's idempotency layer would come back for every
+    retry with that key: check the account, then go on with a fresh key (retrying what is
+    retryable by status, failing what is not)."""
+    assert decide(api_error_replayed(400, should_retry=True)) == Decision(
+        Action.CHECK_ACCOUNT, fresh_idempotency_key=True, otherwise=Action.RETRY
+    )
+    assert decide(api_error_replayed(402)) == Decision(
+        Action.CHECK_ACCOUNT, fresh_idempotency_key=True, otherwise=Action.FINISH
+    )
+    assert decide(api_error_replayed(500)) == CHECK_THEN_RETRY_FRESH
 
 
 def test_auth_failures_are_recognised() -> None:
-    """401 and 403 are auth failures; 400 and transport errors are not."""
+    """401 always, and 403 only without Stripe-Account, stop all work; a 403 for a connected
+    account concerns that account alone (point 2); 400 and transport errors are neither."""
     assert is_auth_failure(api_error(401)) and is_auth_failure(api_error(403))
+    assert is_auth_failure(api_error(401), "acct_1")
+    assert not is_auth_failure(api_error(403), "acct_1")
+    assert is_account_forbidden(api_error(403), "acct_1")
+    assert not is_account_forbidden(api_error(403), None)
     assert not is_auth_failure(api_error(400))
     assert not is_auth_failure(StripeTimeout("t"))
 

@@ -34,15 +34,16 @@ async def test_disconnect_sends_auth_version_key_and_account_headers(
 ) -> None:
     """Bearer auth, Stripe-Version, Idempotency-Key and Stripe-Account reach Stripe; Request-Id
     comes back."""
-    [account] = await admin.create_accounts(1)
+    [connected] = await admin.connect_accounts(1)
+    [account] = await admin.create_accounts(1, stripe_account=connected)
     result = await client_for(http, emulator.url).disconnect_account(
-        account, idempotency_key="fcd-k-0", stripe_account="acct_123"
+        account, idempotency_key="fcd-k-0", stripe_account=connected
     )
     assert result.body["status"] == "disconnected"
     assert (result.meta.request_id or "").startswith("req_")
     [call] = [r for r in await admin.requests() if r["method"] == "POST"]
     assert call["idempotency_key"] == "fcd-k-0"
-    assert call["stripe_account"] == "acct_123"
+    assert call["stripe_account"] == connected
     assert call["api_key_suffix"] == DEFAULT_API_KEY[-4:]
 
 

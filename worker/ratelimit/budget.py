@@ -102,6 +102,8 @@ class Permit:
 
     Release it as soon as the HTTP call has finished (``async with permit:`` does); releasing is
     idempotent and never raises. An unreleased lease expires after the budget's ``lease_seconds``.
+    ``booked_at`` is the slot the limiter booked for this call, in unix seconds on Redis's clock:
+    what the budget actually granted, whatever the caller's own clock says.
     """
 
     endpoint: str
@@ -109,6 +111,7 @@ class Permit:
     waited_seconds: float
     _release: Callable[[str], Awaitable[None]] = field(repr=False)
     released: bool = False
+    booked_at: float | None = None
 
     async def release(self) -> None:
         """Give the in-flight slot back to every worker."""

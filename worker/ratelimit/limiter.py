@@ -44,6 +44,7 @@ _log = structlog.get_logger(__name__)
 class _Decision:
     status: int
     seconds: float
+    booked_at: float | None = None  # GRANTED: the slot booked, unix seconds on Redis's clock
 
 
 class RateLimiter:
@@ -164,7 +165,9 @@ class RateLimiter:
                 # The slot is booked: sleep exactly until it, no jitter needed.
                 await asyncio.sleep(decision.seconds)
                 waited += decision.seconds
-                return Permit(endpoint, lease_id, waited, self._release)
+                return Permit(
+                    endpoint, lease_id, waited, self._release, booked_at=decision.booked_at
+                )
             sleep_for = decision.seconds + random.uniform(0, min(0.1 * decision.seconds, 0.25))
             await asyncio.sleep(sleep_for)
             waited += sleep_for
@@ -194,8 +197,9 @@ class RateLimiter:
             round(self._busy_retry * _MICRO),
             round(self._waiter_grace * _MICRO),
         ]
-        status, micros = await self._acquire_script(keys=keys, args=args)
-        return _Decision(int(status), int(micros) / _MICRO)
+        answer = await self._acquire_script(keys=keys, args=args)
+        booked = int(answer[2]) / _MICRO if len(answer) > 2 else None
+        return _Decision(int(answer[0]), int(answer[1]) / _MICRO, booked)
 
     async def _wait_while_paused(self) -> None:
         # One coroutine per process polls the flag; the others queue on the lock and re-check

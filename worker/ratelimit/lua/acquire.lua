@@ -2,7 +2,8 @@
 -- One acquisition (worker.ratelimit.limiter.RateLimiter._decide): the kill switch, the endpoint
 -- budget, the global budget and the in-flight cap, checked together; grant (advancing both GCRA
 -- arrival times and adding a lease) or say how long to wait, spending nothing.
--- Returns {status, microseconds}: status GRANTED (0) with the delay until the booked slot, or
+-- Returns {status, microseconds[, slot]}: status GRANTED (0) with the delay until the booked
+-- slot and the slot itself (Redis microseconds: what the limiter booked), or
 -- RATE_WAIT (1), BUSY_WAIT (2), YIELD_TO_URGENT (3), PAUSED (4) with how long to sleep before
 -- asking again (worker.ratelimit.scripts). A refused caller joins its priority's queue (first come
 -- first ranked) and its sleep grows with the number of callers ranked ahead of it, so a crowd of
@@ -63,4 +64,4 @@ if delay > 0 then
   redis.call('HINCRBY', stats, 'waits', 1)
   redis.call('HINCRBY', stats, 'wait_us', delay)
 end
-return {0, delay}
+return {0, delay, math.floor(slot)}
