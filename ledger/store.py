@@ -82,12 +82,21 @@ class Ledger(LedgerReads):
         self._create = redis.register_script(scripts.CREATE)
         self._transition = redis.register_script(scripts.TRANSITION)
         self._note = redis.register_script(scripts.NOTE)
+        #: Called with the moved request after every transition into a terminal status (a
+        #: process's completion metrics); it must not raise or block.
+        self.on_terminal: Callable[[DisconnectRequest], None] | None = None
 
     @classmethod
     def from_settings(
-        cls, redis: Redis, settings: BaseServiceSettings, audit: AuditTrail
+        cls,
+        redis: Redis,
+        settings: BaseServiceSettings,
+        audit: AuditTrail,
+        *,
+        actor: str | None = None,
     ) -> Ledger:
-        """The ledger every process builds from its settings."""
+        """The ledger every process builds from its settings (``actor``: who its records name;
+        default ``host:pid``)."""
         return cls(
             redis,
             queue_name=settings.queue_name,
@@ -95,6 +104,7 @@ class Ledger(LedgerReads):
             audit=audit,
             job_expires_seconds=settings.job_expires_seconds,
             prefix=settings.key_prefix,
+            actor=actor,
         )
 
     async def published(self, step: Awaitable[T], publish: Callable[[T], R]) -> R:
@@ -237,7 +247,10 @@ class Ledger(LedgerReads):
         _raise_unless_done(request, to, result)
         changed = {**(updates or {}), "status": to, "updated_at": now}
         changed.update(job_id=text(result[1]), attempts=attempt)
-        return request.model_copy(update=changed)
+        moved = request.model_copy(update=changed)
+        if to.is_terminal and self.on_terminal is not None:
+            self.on_terminal(moved)
+        return moved
 
     def _enqueue_args(
         self, request: DisconnectRequest, now: float, enqueue_in: float | None

@@ -10,7 +10,8 @@ run record ``failed`` (skipped) rather than run twice at once. A scheduled run a
 to the blast-radius guard, never forced).
 
 Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
-rate limiter's ``slot("list", priority="bulk")``; transient errors are retried with the worker's
+rate limiter's ``slot("list", priority="bulk")``, counted and timed like every other Stripe call
+(:func:`worker.attempt.metered_call`); transient errors are retried with the worker's
 backoff a few times, then the run fails.
 """
 
@@ -37,6 +38,7 @@ from retention.sources import (
     stripe_pages,
 )
 from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
+from worker.attempt import metered_call
 from worker.disconnect import DisconnectDeps
 from worker.outcomes import Action, decide
 from worker.settings import WorkerSettings
@@ -68,8 +70,12 @@ def stripe_page_fetcher(deps: DisconnectDeps) -> PageFetcher:
         for attempt in range(1, LIST_ATTEMPTS + 1):
             try:
                 async with deps.gate.slot("list", priority="bulk"):
-                    result = await deps.stripe.list_accounts(
-                        limit=PAGE_SIZE, starting_after=starting_after
+                    result = await metered_call(
+                        deps,
+                        "list",
+                        lambda: deps.stripe.list_accounts(
+                            limit=PAGE_SIZE, starting_after=starting_after
+                        ),
                     )
             except StripeError as exc:
                 if attempt == LIST_ATTEMPTS or not _transient(exc):

@@ -74,7 +74,7 @@ async def _requeue_targets(ledger: Ledger, args: argparse.Namespace) -> list[str
 
 async def run_requeue(args: argparse.Namespace) -> int:
     operator, reason = _operator(args)
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=not args.dry_run) as ledger:
         targets = await _requeue_targets(ledger, args)
         outcomes = [
             await requeue(ledger, rid, operator=operator, reason=reason, dry_run=args.dry_run)
@@ -85,7 +85,7 @@ async def run_requeue(args: argparse.Namespace) -> int:
 
 async def run_cancel(args: argparse.Namespace) -> int:
     operator, reason = _operator(args)
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=not args.dry_run) as ledger:
         targets = await _resolve_all(ledger, args.refs)
         outcomes = [
             await cancel(ledger, rid, operator=operator, reason=reason, dry_run=args.dry_run)

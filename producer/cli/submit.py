@@ -58,7 +58,7 @@ def collect_items(args: argparse.Namespace) -> list[SubmitItem]:
 
 async def run(args: argparse.Namespace) -> int:
     items = collect_items(args)
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=True) as ledger:
         submissions = await Producer(ledger).submit_all(items)
     for item, submission in zip(items, submissions, strict=True):
         verb = "merged into" if submission.merged else "queued as"

@@ -70,7 +70,7 @@ async def run(args: argparse.Namespace) -> int:
     account_file = args.file or (policy.file if policy.source == "file" else None)
     if account_file is not None and not account_file.is_file():
         raise CliError(f"{account_file}: no such file", EXIT_BAD_INPUT)
-    async with open_ledger(settings) as ledger:
+    async with open_ledger(settings, acts=True) as ledger:
         runs = SweepRuns(ledger.redis, ledger.prefix, ledger.audit)
         run = await runs.create(_new_run(policy, args, account_file))
         local = None
