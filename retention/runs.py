@@ -10,7 +10,12 @@ Keys (``P`` is the key prefix):
 
 Audit events (same record shape as every other; ``request_id`` is the run id, ``reference`` the
 policy): ``sweep.started``, ``sweep.selected`` (counts and the guard's verdict in ``message``),
-``sweep.refused`` (the blast-radius guard said no), ``sweep.finished``, ``sweep.failed``.
+``sweep.refused`` (the blast-radius guard said no), ``sweep.finished``, ``sweep.failed``,
+``sweep.cancelled`` (an operator stopped it, with ``operator`` and the reason).
+
+Once a run is terminal its record no longer changes: every write goes through one script that
+does nothing to a terminal run (:data:`WRITE_UNLESS_TERMINAL`), so a cancel cannot be overwritten
+by the sweep still running, which notices it within a second and stops (``retention.sweep``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ SWEEP_SELECTED = "sweep.selected"
 SWEEP_REFUSED = "sweep.refused"
 SWEEP_FINISHED = "sweep.finished"
 SWEEP_FAILED = "sweep.failed"
+SWEEP_CANCELLED = "sweep.cancelled"
+
+# KEYS: the run's hash. ARGV: field/value pairs. Writes them unless the run is terminal; 1 if done.
+WRITE_UNLESS_TERMINAL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'refused' or status == 'finished' or status == 'failed' or status == 'cancelled' then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
 
 
 class SweepStatus(StrEnum):
@@ -44,9 +60,16 @@ class SweepStatus(StrEnum):
     REFUSED = "refused"  # terminal: the blast-radius guard refused (nothing submitted)
     FINISHED = "finished"  # terminal: a dry run reported, or every selected account submitted
     FAILED = "failed"  # terminal: listing or submitting stopped on an error
+    CANCELLED = "cancelled"  # terminal: an operator cancelled it (requests already submitted stay)
 
 
-TERMINAL_SWEEP = frozenset({SweepStatus.REFUSED, SweepStatus.FINISHED, SweepStatus.FAILED})
+TERMINAL_SWEEP = frozenset(
+    {SweepStatus.REFUSED, SweepStatus.FINISHED, SweepStatus.FAILED, SweepStatus.CANCELLED}
+)
+
+
+class CannotCancel(ValueError):
+    """The run is already terminal (or unknown); the message says which."""
 
 
 class SweepRun(BaseModel):
@@ -94,6 +117,7 @@ class SweepRuns:
         self.prefix = prefix
         self.audit = audit
         self.actor = process_name()
+        self._write = redis.register_script(WRITE_UNLESS_TERMINAL)
 
     def key(self, run_id: str) -> str:
         return f"{self.prefix}sweep:{run_id}"
@@ -114,10 +138,13 @@ class SweepRuns:
         await self._audit(run, SWEEP_STARTED, f"{mode} of policy {run.policy} ({run.trigger})")
         return run
 
-    async def update(self, run_id: str, **fields: Any) -> None:
-        """Write counters or status (progress is read from here by ``fcd sweep``)."""
-        flat = {k: _redis_value(v) for k, v in fields.items()}
-        await self.redis.hset(self.key(run_id), mapping=flat)  # type: ignore[misc]
+    async def update(self, run_id: str, **fields: Any) -> bool:
+        """Write counters or status (progress is read from here by ``fcd sweep``); nothing is
+        written to a terminal run (then ``False``)."""
+        args: list[str | int | float] = []
+        for name, value in fields.items():
+            args += [name, _redis_value(value)]
+        return bool(await self._write(keys=[self.key(run_id)], args=args))
 
     async def selected(self, run: SweepRun, summary: dict[str, Any], refusal: str | None) -> None:
         """Record the selection summary and audit ``sweep.selected``."""
@@ -137,10 +164,41 @@ class SweepRuns:
             SweepStatus.REFUSED: SWEEP_REFUSED,
             SweepStatus.FAILED: SWEEP_FAILED,
         }.get(status, SWEEP_FINISHED)
-        await self.update(run.run_id, status=status.value, finished_at=time.time(), message=message)
-        level = "info" if status == SweepStatus.FINISHED else "error"
-        await self._audit(run, event, message, level)
+        now = time.time()
+        if await self.update(run.run_id, status=status.value, finished_at=now, message=message):
+            level = "info" if status == SweepStatus.FINISHED else "error"
+            await self._audit(run, event, message, level)
         return await self.get(run.run_id)
+
+    async def cancel(self, run_id: str, *, operator: str, reason: str) -> SweepRun:
+        """Cancel a run that is not terminal: it becomes ``cancelled`` at once (a ``requested``
+        run is then skipped by the bulk worker; a running one stops within a second).
+        Requests it already submitted stay; the message says how many. Raises
+        :class:`CannotCancel` for a terminal or unknown run, :class:`ValueError` without an
+        operator and a reason (both are audited)."""
+        if not operator.strip() or not reason.strip():
+            raise ValueError("an operator name and a reason are required")
+        try:
+            run = await self.get(run_id)
+        except KeyError:
+            raise CannotCancel(f"no sweep run {run_id}") from None
+        message = f"cancelled by {operator.strip()}: {reason.strip()}"
+        if run.submitted + run.merged:
+            message += f" ({run.submitted + run.merged:,} requests submitted before stay queued)"
+        now = time.time()
+        written = await self.update(
+            run_id, status=SweepStatus.CANCELLED.value, finished_at=now, message=message
+        )
+        if not written:
+            current = await self.get(run_id)
+            raise CannotCancel(f"{run_id} is already {current.status.value}; nothing to cancel")
+        cancelled = run.model_copy(update={"operator": operator.strip()})
+        await self._audit(cancelled, SWEEP_CANCELLED, message, "warning")
+        return await self.get(run_id)
+
+    async def is_cancelled(self, run_id: str) -> bool:
+        status = await self.redis.hget(self.key(run_id), "status")  # type: ignore[misc]
+        return status is not None and _text(status) == SweepStatus.CANCELLED.value
 
     async def get(self, run_id: str) -> SweepRun:
         raw = await self.redis.hgetall(self.key(run_id))  # type: ignore[misc]

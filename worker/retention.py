@@ -37,7 +37,7 @@ from retention.sources import (
     file_pages,
     stripe_pages,
 )
-from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
+from retention.sweep import SweepOptions, run_guarded
 from worker.attempt import metered_call
 from worker.disconnect import DisconnectDeps
 from worker.outcomes import Action, decide
@@ -100,7 +100,7 @@ def _transient(error: StripeError) -> bool:
 
 
 async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force: bool) -> str:
-    """Run one sweep under the policy's lock; return the run's final status."""
+    """Run one sweep (an apply under the policy's lock); return the run's final status."""
     if policy.source == "file" and policy.file is not None:
         pages = file_pages(policy.file)
     else:
@@ -108,11 +108,10 @@ async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force
     options = SweepOptions(
         apply=run.apply, force=force, max_queue_depth=deps.settings.bulk_queue_max_depth
     )
-    try:
-        async with policy_lock(deps.runs, policy.name, deps.settings.sweep_timeout_seconds):
-            done = await run_sweep(deps.base.ledger, deps.runs, run, policy, pages, options)
-    except SweepBusy as exc:
-        done = await deps.runs.finish(run, SweepStatus.FAILED, f"skipped: {exc}")
+    done = await run_guarded(
+        deps.base.ledger, deps.runs, run, policy, pages, options,
+        lock_seconds=deps.settings.sweep_timeout_seconds,
+    )  # fmt: skip
     return done.status.value
 
 

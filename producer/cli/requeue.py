@@ -37,15 +37,23 @@ def register(sub: Any) -> None:
 
 
 def _add_operator_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    parser.add_argument(
+        "--reason", default="", help="why (recorded in the audit trail; not needed for --dry-run)"
+    )
     parser.add_argument("--operator", default=None, help="who (default: your login name)")
     parser.add_argument("--dry-run", action="store_true", help="show what would happen")
 
 
 def _operator(args: argparse.Namespace) -> tuple[str, str]:
+    """Who and why; required unless it is a dry run (which records nothing)."""
     operator = args.operator if args.operator is not None else getpass.getuser()
+    if args.dry_run:
+        return operator, args.reason
     if not operator.strip() or not args.reason.strip():
-        raise CliError("--operator and --reason must not be empty", EXIT_BAD_INPUT)
+        raise CliError(
+            "--reason is required (and --operator must not be empty) except with --dry-run",
+            EXIT_BAD_INPUT,
+        )
     return operator, args.reason
 
 

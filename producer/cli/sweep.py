@@ -34,7 +34,7 @@ from retention.jobs import enqueue_sweep_job
 from retention.policy import PolicyError, RetentionPolicy, get_policy
 from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
 from retention.sources import BadAccountFile, file_pages
-from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
+from retention.sweep import SweepOptions, run_guarded
 
 EXIT_REFUSED = 3
 LOCAL_LOCK_SECONDS = 6 * 3600
@@ -116,11 +116,10 @@ async def _run_local(
     path: Path,
     options: SweepOptions,
 ) -> SweepRun:
-    try:
-        async with policy_lock(runs, policy.name, LOCAL_LOCK_SECONDS):
-            return await run_sweep(ledger, runs, run, policy, file_pages(path), options)
-    except SweepBusy as exc:
-        return await runs.finish(run, SweepStatus.FAILED, str(exc))
+    pages = file_pages(path)
+    return await run_guarded(
+        ledger, runs, run, policy, pages, options, lock_seconds=LOCAL_LOCK_SECONDS
+    )
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:

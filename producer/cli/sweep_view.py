@@ -96,8 +96,6 @@ def summary_lines(run: SweepRun, sample_size: int) -> list[str]:
     if run.apply and run.status == SweepStatus.FINISHED:
         lines.append(f"  submitted {run.submitted:,}  merged into existing {run.merged:,}")
     lines.append(f"  {run.message}")
-    if not run.apply and run.status == SweepStatus.FINISHED:
-        lines.append("  nothing was submitted; run again with --apply to submit")
     return lines
 
 
