@@ -2,7 +2,8 @@
 
 A policy (``[policies.<name>]``) has a source (Stripe's list endpoint, or a file of accounts), a
 blast-radius guard (``max_disconnects`` and ``max_fraction`` of the accounts examined), an
-optional ``schedule`` (cron; see :mod:`retention.schedule`) and one or more rules
+optional ``schedule`` (cron; see :mod:`retention.schedule`) whose runs are dry runs unless
+``scheduled_apply = true`` (so a copied example never arms a nightly apply), and one or more rules
 (``[[policies.<name>.rules]]``). An account is selected by the first rule it matches; the rule's
 ``reason`` is recorded on its request. Within a rule every criterion given must hold:
 
@@ -88,6 +89,8 @@ class RetentionPolicy(BaseModel):
     source: Literal["stripe", "file"] = "stripe"
     file: Path | None = None
     schedule: str | None = None
+    #: A scheduled run submits only when this is true; otherwise it is a dry run (a report).
+    scheduled_apply: bool = False
     max_disconnects: int = Field(ge=0)
     max_fraction: float = Field(gt=0, le=1)
     rules: tuple[Rule, ...] = Field(min_length=1)

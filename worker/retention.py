@@ -6,8 +6,10 @@ same times and enqueues under the job id ``retention:<policy>:<scheduled unix ms
 refuses to enqueue twice. On top of that the run claims its slot in Redis
 (``SweepRuns.claim_slot``) and takes the policy's lock, so one run per scheduled time happens
 across all workers and hosts, and a sweep still running when the next time comes makes that next
-run record ``failed`` (skipped) rather than run twice at once. A scheduled run applies (subject
-to the blast-radius guard, never forced).
+run record ``failed`` (skipped) rather than run twice at once. A scheduled run is a dry run
+unless its policy says ``scheduled_apply = true``; then it applies (subject to the blast-radius
+guard, never forced). A bulk worker without policies, or whose policies have no schedule, logs
+``retention.schedule_off`` ("no retention policies: schedule off") once at start-up.
 
 Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
 rate limiter's ``slot("list", priority="bulk")``, counted and timed like every other Stripe call
@@ -149,7 +151,7 @@ async def scheduled_sweep(ctx: dict[str, Any], policy_name: str) -> str:
             policy=policy.name,
             policy_digest=policy.digest,
             trigger="schedule",
-            apply=True,
+            apply=policy.scheduled_apply,
             source=policy.source,
             status=SweepStatus.LISTING,
             scheduled_at=slot_ms / 1000,
@@ -176,9 +178,14 @@ def _scheduled_job(policy_name: str) -> WorkerCoroutine:
 
 def sweep_cron_jobs(settings: WorkerSettings, *, burst: bool = False) -> list[CronJob]:
     """One unique arq cron job per scheduled policy (none in burst mode or without a file)."""
-    if burst or settings.retention_policies is None:
+    if burst:
+        return []
+    if settings.retention_policies is None:
+        log.info("retention.schedule_off", message="no retention policies: schedule off")
         return []
     policies = load_policies(settings.retention_policies)
+    if not any(policy.schedule for policy in policies.values()):
+        log.info("retention.schedule_off", message="no scheduled retention policy: schedule off")
     return [
         cron(
             _scheduled_job(name),
