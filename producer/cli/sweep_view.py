@@ -155,6 +155,6 @@ def print_runs(console: Console, runs: list[SweepRun], reasons: dict[str, str | 
                     f"submitted {run.submitted:,}  merged {run.merged:,}"
                 ),
                 run.message,
-                f"waiting: {why}" if why else "",
+                f"why: {why}" if why else "",
             ],
         )

@@ -196,7 +196,7 @@ async def test_sweeps_list_says_why_a_run_waits_and_cancel_stops_it(
     )  # fmt: skip
     env = env_for(redis_url, bulk_ledger)
     listed = fcd(["sweeps"], env)
-    assert_narrow(listed.stdout, run.run_id, "waiting: waiting for a bulk worker (none alive")
+    assert_narrow(listed.stdout, run.run_id, "why: waiting for a bulk worker (none alive")
     cancelled = fcd(["sweeps", "cancel", run.run_id, "--reason", "wrong window"], env)
     assert cancelled.returncode == 0, cancelled.stderr
     assert "cancelled" in cancelled.stdout and "wrong window" in cancelled.stdout
