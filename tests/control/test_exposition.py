@@ -4,7 +4,7 @@ the deploy's probes name exists and moves with what happened (see ``deploy/runbo
 from __future__ import annotations
 
 from control.exposition import SERIES, render_metrics
-from control.metrics import COMPLETION_BUCKETS, CounterBuffer, histogram_fields
+from control.metrics import COMPLETION_BUCKETS, CounterBuffer, histogram_fields, record_stripe_call
 from control.overview import oldest_pending_by_queue
 from control.pause import pause, resume
 from control.workers import ENTRY_TTL_SECONDS, WorkerRegistry
@@ -138,3 +138,25 @@ def test_histogram_fields_pick_the_bucket_whose_bound_holds_the_value() -> None:
     assert histogram_fields((1.0, 5.0), 1.0, "a") == [("a|le:1", 1), ("a|sum_us", 1_000_000)]
     assert histogram_fields((1.0, 5.0), 1.5, "a", "b")[0] == ("a|b|le:5", 1)
     assert histogram_fields((1.0, 5.0), 9.0, "a")[0] == ("a|le:+Inf", 1)
+
+
+async def test_alert_stripe_calls_slow_histogram_is_cumulative(ledger: Ledger) -> None:
+    """Alert "Stripe calls slow": each call lands in its bucket; the exposition's buckets are
+    cumulative per endpoint and outcome, _count equals the calls and _sum their seconds, and the
+    calls counter agrees."""
+    for seconds in (0.03, 0.2, 0.2, 7.5):
+        await record_stripe_call(ledger.redis, ledger.prefix, "disconnect", "ok", seconds)
+    await record_stripe_call(ledger.redis, ledger.prefix, "list", "429", 0.4)
+    samples = await _samples(ledger)
+    ok = 'endpoint="disconnect",outcome="ok"'
+    buckets = [
+        samples[f'fcd_stripe_call_duration_seconds_bucket{{{ok},le="{le}"}}']
+        for le in ("0.05", "0.25", "5", "10", "+Inf")
+    ]
+    assert buckets == [
+        1, 3, 3, 4, 4,
+    ]  # fmt: skip
+    assert samples["fcd_stripe_call_duration_seconds_count{" + ok + "}"] == 4
+    assert samples["fcd_stripe_call_duration_seconds_sum{" + ok + "}"] == 7.93
+    assert samples["fcd_stripe_calls_total{" + ok + "}"] == 4
+    assert samples['fcd_stripe_calls_total{endpoint="list",outcome="429"}'] == 1
