@@ -84,34 +84,33 @@ async def act_on_one(request: web.Request) -> web.Response:
     raise back(path, f"{request_id}: {outcome.message}", ok=outcome.ok)
 
 
-async def bulk_confirm(request: web.Request) -> web.Response:
-    """The confirmation step: list exactly the posted ids, ask for a reason."""
-    _, fields, ids = await _checked(request)
+async def _bulk_form(request: web.Request) -> tuple[str, dict[str, str], list[str], str, str]:
+    """(operator, fields, unique ids, action, back path) of a bulk POST; else back with why."""
+    operator, fields, ids = await _checked(request)
     action = fields.get("action", "")
     where = _safe_back(fields.get("back", "/dashboard"))
     if action not in VERBS or not ids or len(ids) > MAX_BULK:
-        raise back(where, "Nothing to confirm.", ok=False)
+        raise back(where, f"Nothing to do (1 to {MAX_BULK} ids and an action needed).", ok=False)
+    return operator, fields, list(dict.fromkeys(ids)), action, where
+
+
+async def bulk_confirm(request: web.Request) -> web.Response:
+    """The confirmation step: list exactly the posted ids, ask for a reason."""
+    _, _, ids, action, where = await _bulk_form(request)
     return await page(
         request, "confirm.html", "Requests", title="Confirm", action=action, verb=VERBS[action],
-        ids=list(dict.fromkeys(ids)), back=where,
+        ids=ids, back=where,
     )  # fmt: skip
 
 
 async def bulk_apply(request: web.Request) -> web.Response:
     """Act on exactly the confirmed ids, one by one; report how many were done."""
-    operator, fields, ids = await _checked(request)
-    action = fields.get("action", "")
-    where = _safe_back(fields.get("back", "/dashboard"))
-    if action not in VERBS or not ids or len(ids) > MAX_BULK:
-        raise back(where, "Nothing to do.", ok=False)
+    operator, fields, ids, action, where = await _bulk_form(request)
     if not fields.get("reason"):
         raise back(where, "A reason is required.", ok=False)
     core = requeue if action == "requeue" else cancel
     ledger = ctx(request).ledger()
-    outcomes = [
-        await core(ledger, rid, operator=operator, reason=fields["reason"])
-        for rid in dict.fromkeys(ids)
-    ]
+    outcomes = [await core(ledger, rid, operator=operator, reason=fields["reason"]) for rid in ids]
     done = sum(o.ok for o in outcomes)
     refused = "; ".join(f"{o.request_id}: {o.message}" for o in outcomes if not o.ok)
     text = f"{DONE[action]} {done} of {len(outcomes)}." + (

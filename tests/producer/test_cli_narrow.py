@@ -14,8 +14,9 @@ from typing import Any
 from ledger.audit import TransitionDetails
 from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
-from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
+from retention.runs import SweepRuns, SweepStatus
 from tests.ledger.operator_support import failed, in_progress
+from tests.retention.sweep_support import requested_run
 
 STRIPE_ID = "req_wZeGoA1b2C3d4E5f6G7h"
 LONG_ACCOUNT = "fca_1MzSgB2eZvKYlo2C0123456789abcdef"
@@ -188,12 +189,7 @@ async def test_sweeps_list_says_why_a_run_waits_and_cancel_stops_it(
     """`fcd sweeps` at 80 columns shows a requested run waiting for a bulk worker (none alive);
     `fcd sweeps cancel RUN --reason` cancels it once; a second cancel exits 1."""
     runs = SweepRuns(bulk_ledger.redis, bulk_ledger.prefix, bulk_ledger.audit)
-    run = await runs.create(
-        SweepRun(
-            run_id=new_sweep_id(), policy="stale-links", trigger="cli", source="stripe",
-            status=SweepStatus.REQUESTED, started_at=time.time(),
-        )
-    )  # fmt: skip
+    run = await requested_run(runs)
     env = env_for(redis_url, bulk_ledger)
     listed = fcd(["sweeps"], env)
     assert_narrow(listed.stdout, run.run_id, "why: waiting for a bulk worker (none alive")

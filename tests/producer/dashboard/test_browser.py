@@ -32,6 +32,7 @@ from tests.ledger.operator_support import failed, submitted
 from tests.producer.dashboard.conftest import OPERATOR_TOKENS, OPERATORS
 from tests.producer.http.conftest import make_settings
 from tests.producer.process_helpers import env_for, wait_for_exit
+from tests.retention.sweep_support import requested_run
 
 pytestmark = pytest.mark.process
 
@@ -214,12 +215,7 @@ async def test_sweeps_page_says_why_a_run_waits_and_cancels_it(
     """A requested sweep shows "waiting for a bulk worker (none alive …)"; Cancel asks for a
     reason on its own page, then the run shows cancelled with who and why."""
     runs = SweepRuns(ledger.redis, ledger.prefix, ledger.audit)
-    waiting = await runs.create(
-        SweepRun(
-            run_id=new_sweep_id(), policy="stale-links", trigger="cli", source="stripe",
-            status=SweepStatus.REQUESTED, started_at=time.time(),
-        )
-    )  # fmt: skip
+    waiting = await requested_run(runs)
     finished = await runs.create(
         SweepRun(
             run_id=new_sweep_id(), policy="closed-customers", trigger="schedule", apply=True,

@@ -13,10 +13,11 @@ from control.workers import WorkerRegistry
 from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
 from producer.http.app import create_app
-from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
+from retention.runs import SweepRuns, SweepStatus
 from tests.ledger.operator_support import failed, submitted
 from tests.producer.dashboard.conftest import sign_in
 from tests.producer.http.conftest import make_settings
+from tests.retention.sweep_support import requested_run
 
 Client = TestClient[Any, Any]
 PAGES = ("/dashboard", "/dashboard/requests", "/dashboard/sweeps", "/dashboard/workers")
@@ -143,12 +144,7 @@ async def test_sweeps_page_shows_progress_why_it_waits_and_cancels(
     """The sweeps page lists runs with why a requested one waits; cancel asks for a reason
     first and then cancels through the same core as the CLI."""
     runs = SweepRuns(ledger.redis, ledger.prefix, ledger.audit)
-    run = await runs.create(
-        SweepRun(
-            run_id=new_sweep_id(), policy="stale-links", trigger="cli", source="stripe",
-            status=SweepStatus.REQUESTED, started_at=time.time(),
-        )
-    )  # fmt: skip
+    run = await requested_run(runs)
     await sign_in(dashboard, "bob")
     page = await (await dashboard.get("/dashboard/sweeps")).text()
     assert run.run_id in page and "waiting for a bulk worker (none alive" in page
