@@ -1,7 +1,16 @@
 """The at-a-glance picture of the service: queue depths, in flight, retries, failures, limiter.
 
-Read by ``fcd queue`` and the dashboard. Everything comes from Redis in a few reads; nothing is
-changed. The rate limiter lives in the workers (``worker.ratelimit``), which producers may not
+Read by ``fcd queue``, the dashboard and ``/metrics``. Everything comes from Redis in a few reads;
+nothing is changed. Queues are named by kind, ``urgent`` (``FCD_QUEUE_NAME``) and ``bulk``
+(``FCD_BULK_QUEUE_NAME``; absent when it is the same queue), besides their arq names.
+
+"Oldest pending" per queue (:func:`oldest_pending_by_queue`) is the age of the non-terminal request
+(``queued``, ``in_progress``, ``retry_scheduled``) of that queue that has gone longest without a
+status change: for a request still waiting since submission, its age since submission. It is
+exact: each status index is sorted by the time of the last change, so the first entry of each
+queue in each index is that queue's oldest there; the scan reads ids in pages until it has seen
+one of each queue (at most :data:`OLDEST_SCAN_LIMIT` per index, then the age of the last one
+read is a lower bound). The rate limiter lives in the workers (``worker.ratelimit``), which producers may not
 import, so workers *publish* its snapshot as JSON under ``P limiter:snapshot`` (see
 :func:`publish_limiter_snapshot`) and readers show it with its age. The pause flag is the
 ledger's own (:mod:`control.pause`).
@@ -11,18 +20,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
 
 from control.pause import get_pause
-from ledger.models import RequestStatus
+from control.workers import WorkerRegistry
+from ledger.models import RequestPriority, RequestSource, RequestStatus, priority_for
+from ledger.settings import RedisLocation
 from ledger.store import Ledger
 
 FAILED_WINDOW_SECONDS = 3600.0
 LIMITER_SNAPSHOT_TTL_SECONDS = 600
+OLDEST_SCAN_LIMIT = 20_000
+_SCAN_PAGE = 500
+PENDING_STATUSES = (RequestStatus.QUEUED, RequestStatus.IN_PROGRESS, RequestStatus.RETRY_SCHEDULED)
 
 
 def limiter_snapshot_key(prefix: str) -> str:
@@ -36,6 +50,9 @@ class QueueDepth:
     name: str
     due: int
     deferred: int
+    kind: str = RequestPriority.URGENT.value  # "urgent" or "bulk"
+    oldest_pending_age_seconds: float = 0.0  # see the module docstring; 0 if none
+    workers: int = 0  # worker processes alive on this queue
 
     @property
     def total(self) -> int:
@@ -54,6 +71,7 @@ class QueueOverview:
     failed_last_hour: int
     paused: dict[str, Any] | None  # who paused, why, when; None if running
     limiter: dict[str, Any] | None  # the last snapshot a worker published, with its age
+    redis: str = ""  # host:port/db of the Redis read (never a password)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,15 +79,87 @@ class QueueOverview:
         return data
 
 
-async def queue_overview(
-    ledger: Ledger, *, extra_queues: Sequence[str] = (), pause_key: str | None = None
-) -> QueueOverview:
-    """Read the overview; ``extra_queues`` are arq queues besides the ledger's own."""
+def queue_kinds(ledger: Ledger) -> dict[str, str]:
+    """arq queue name -> kind (``urgent``/``bulk``); one entry when both are the same queue."""
+    kinds = {ledger.bulk_queue_name: RequestPriority.BULK.value}
+    kinds[ledger.queue_name] = RequestPriority.URGENT.value
+    return {name: kinds[name] for name in ledger.queue_names}
+
+
+async def queue_depths(ledger: Ledger, now: float | None = None) -> list[QueueDepth]:
+    """Each queue's jobs (due / deferred), oldest pending request and live workers."""
+    now = time.time() if now is None else now
+    oldest = await oldest_pending_by_queue(ledger, now)
+    alive = await WorkerRegistry(ledger.redis, ledger.prefix).alive()
+    depths = []
+    for name, kind in queue_kinds(ledger).items():
+        depth = await _depth(ledger.redis, name, now)
+        workers = sum(w.queue == kind for w in alive)
+        depths.append(
+            replace(depth, kind=kind, oldest_pending_age_seconds=oldest[kind], workers=workers)
+        )
+    return depths
+
+
+async def oldest_pending_by_queue(ledger: Ledger, now: float) -> dict[str, float]:
+    """Queue kind -> seconds since the longest-unmoved non-terminal request of that queue last
+    changed status (0 if the queue has none); see the module docstring."""
+    kinds = set(queue_kinds(ledger).values())
+    oldest: dict[str, float] = {}
+    for status in PENDING_STATUSES:
+        found = await _first_of_each_kind(ledger, status, kinds)
+        for kind, score in found.items():
+            oldest[kind] = min(oldest.get(kind, score), score)
+    return {kind: max(now - oldest[kind], 0.0) if kind in oldest else 0.0 for kind in kinds}
+
+
+async def _first_of_each_kind(
+    ledger: Ledger, status: RequestStatus, kinds: set[str]
+) -> dict[str, float]:
+    """The lowest index score per queue kind among requests in ``status``."""
+    key = ledger.status_key(status)
+    found: dict[str, float] = {}
+    last_score: float | None = None
+    for start in range(0, OLDEST_SCAN_LIMIT, _SCAN_PAGE):
+        page = await ledger.redis.zrange(key, start, start + _SCAN_PAGE - 1, withscores=True)
+        if not page:
+            return found
+        async with ledger.redis.pipeline(transaction=False) as pipe:
+            for member, _ in page:
+                pipe.hmget(ledger.request_key(_text(member)), ["priority", "source"])
+            fields = await pipe.execute()
+        for (_, score), (priority, source) in zip(page, fields, strict=True):
+            kind = _kind(priority, source, single=len(kinds) == 1)
+            found.setdefault(kind, float(score))
+            last_score = float(score)
+        if kinds <= found.keys():
+            return found
+    for kind in kinds - found.keys():  # scan limit reached: a lower bound (see the docstring)
+        if last_score is not None:
+            found[kind] = last_score
+    return found
+
+
+def _kind(priority: Any, source: Any, *, single: bool) -> str:
+    if single:
+        return RequestPriority.URGENT.value
+    if priority is not None:
+        return _text(priority)
+    if source is None:
+        return RequestPriority.URGENT.value
+    return priority_for(RequestSource(_text(source))).value
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def queue_overview(ledger: Ledger, *, pause_key: str | None = None) -> QueueOverview:
+    """Read the overview."""
     now = time.time()
     redis = ledger.redis
     counts = await ledger.count_by_status()
-    names = dict.fromkeys((*ledger.queue_names, *extra_queues))
-    queues = [await _depth(redis, name, now) for name in names]
+    queues = await queue_depths(ledger, now)
     oldest = await redis.zrange(ledger.status_key(RequestStatus.QUEUED), 0, 0, withscores=True)
     failed_recent = await redis.zcount(
         ledger.status_key(RequestStatus.FAILED), now - FAILED_WINDOW_SECONDS, "+inf"
@@ -83,7 +173,18 @@ async def queue_overview(
         failed_last_hour=int(failed_recent),
         paused=await _pause(redis, pause_key or ledger.pause_key),
         limiter=await read_limiter_snapshot(redis, ledger.prefix, now=now),
+        redis=str(redis_location_of(redis)),
     )
+
+
+def redis_location_of(redis: Redis) -> RedisLocation:
+    """Where a client is connected (host, port, db from its pool; never the password)."""
+    kwargs = redis.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return RedisLocation("unix", str(kwargs["path"]), None, int(kwargs.get("db", 0)), False)
+    authenticated = bool(kwargs.get("password") or kwargs.get("username"))
+    host, port, db = str(kwargs.get("host", "localhost")), kwargs.get("port"), kwargs.get("db", 0)
+    return RedisLocation("redis", host, None if port is None else int(port), int(db), authenticated)
 
 
 async def _depth(redis: Redis, name: str, now: float) -> QueueDepth:

@@ -97,12 +97,18 @@ def start_emulator(
 
 
 def worker_env(redis_url: str, stripe_base: str, **overrides: str) -> dict[str, str]:
-    """Environment for a worker process pointed at the emulator."""
+    """Environment for a worker process pointed at the emulator.
+
+    ``FCD_DEMO`` marks these as dev processes (no default-Redis warning) and ``FCD_METRICS_PORT``
+    is 0, since many workers share this host; pass ``metrics_port=`` to serve one.
+    """
     env = {
         "FCD_REDIS_URL": redis_url,
         "FCD_STRIPE_API_KEY": EMULATOR_KEY,
         "FCD_STRIPE_API_BASE": stripe_base,
         "FCD_LOG_FORMAT": "json",
+        "FCD_DEMO": "1",
+        "FCD_METRICS_PORT": "0",
     }
     env.update({f"FCD_{k.upper()}": v for k, v in overrides.items()})
     return env

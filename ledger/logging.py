@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from ledger.settings import LogFormat
+from ledger.settings import BaseServiceSettings, LogFormat
 
 
 def configure_logging(
@@ -45,3 +45,23 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def announce_redis(settings: BaseServiceSettings, role: str) -> None:
+    """Log which Redis this process uses (host, port, db; never the password), and warn loudly
+    when it is the built-in default outside the demo: with ``FCD_REDIS_URL`` unset, every
+    process silently agrees on ``127.0.0.1:6379/0``, which in production is rarely what anyone
+    meant. Called once at start-up by the intake, the workers and every ``fcd`` command that acts.
+    """
+    location = settings.redis_location()
+    log = structlog.get_logger("fcd.redis")
+    log.info("redis.target", role=role, redis=str(location), **location.log_fields())
+    if settings.uses_default_redis and not settings.demo:
+        log.warning(
+            "redis.default_url",
+            role=role,
+            redis=str(location),
+            message="FCD_REDIS_URL is not set: using the built-in default "
+            f"{location}. Set FCD_REDIS_URL to the Redis holding your ledger "
+            "(FCD_DEMO=1 silences this for local demos).",
+        )

@@ -90,6 +90,9 @@ class StateStore(Generic[RequestT, StatusT]):
         self.bulk_queue_name = bulk_queue_name or queue_name
         self.actor = actor or process_name()
         self.job_expires_ms = job_expires_seconds * 1000
+        #: Called with the moved request after every transition into a terminal status (a
+        #: process's completion metrics); it must not raise or block.
+        self.on_terminal: Callable[[RequestT], None] | None = None
         self._transition = lua.register(redis, "ledger", "transition")
         self._note = lua.register(redis, "ledger", "note")
         self._update_if_held = lua.register(redis, "ledger", "update_if_held")
@@ -297,7 +300,10 @@ class StateStore(Generic[RequestT, StatusT]):
         self._raise_unless_done(request, to, result)
         changed = {**changes, "status": to, "updated_at": now}
         changed.update(job_id=text(result[1]) or None, attempts=attempt)
-        return request.model_copy(update=changed)
+        moved = request.model_copy(update=changed)
+        if to in kind.terminal and self.on_terminal is not None:
+            self.on_terminal(moved)
+        return moved
 
     def _enqueue_spec(self, request: RequestT, due: float, delay: float) -> dict[str, Any]:
         return {

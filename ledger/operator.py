@@ -73,21 +73,43 @@ class MissingReason(ValueError):
     """Operator actions must say who and why; the audit trail is useless otherwise."""
 
 
-async def find_failed(
+@dataclass(frozen=True)
+class Failure:
+    """A failed request with the HTTP status of its last attempt (from its failing record)."""
+
+    request: DisconnectRequest
+    http_status: int | None
+
+    @property
+    def cause(self) -> str:
+        """What on-call groups by: ``HTTP 409 idempotency_key_in_use``, ``HTTP 401``, a code."""
+        code = self.request.last_error_code or ""
+        if self.http_status is None:
+            return code or "unknown"
+        http = f"HTTP {self.http_status}"
+        return http if code in ("", str(self.http_status)) else f"{http} {code}"
+
+    def matches(self, code: str) -> bool:
+        """``code`` is the Stripe error code or the HTTP status, whichever the operator saw."""
+        wanted = code.strip()
+        return wanted in (self.request.last_error_code, str(self.http_status))
+
+
+async def find_failures(
     ledger: Ledger,
     *,
     since_seconds: float | None = None,
     code: str | None = None,
     limit: int = 500,
-) -> list[DisconnectRequest]:
+) -> list[Failure]:
     """Failed requests, newest failure first; ``since_seconds`` bounds the failure time.
 
-    ``code`` matches ``last_error_code`` exactly (a Stripe error code such as
-    ``api_key_expired``, or an HTTP status such as ``403`` when Stripe gave no code).
+    ``code`` matches a Stripe error code (``idempotency_key_in_use``) or an HTTP status
+    (``409``): either is shown for each failure, so either finds it.
     """
     low = "-inf" if since_seconds is None else time.time() - since_seconds
     ids = await ledger.redis.zrevrangebyscore(ledger.status_key(RequestStatus.FAILED), "+inf", low)
-    found: list[DisconnectRequest] = []
+    found: list[Failure] = []
     for raw_id in ids:
         request_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         try:
@@ -96,16 +118,47 @@ async def find_failed(
             continue
         if request.status != RequestStatus.FAILED:
             continue  # moved since the index was read
-        if code is not None and request.last_error_code != code:
+        failure = Failure(request, await _failing_http_status(ledger, request_id))
+        if code is not None and not failure.matches(code):
             continue
-        found.append(request)
+        found.append(failure)
         if len(found) >= limit:
             break
     return found
 
 
-def _check_who(operator: str, reason: str) -> TransitionDetails:
-    if not operator.strip() or not reason.strip():
+async def find_failed(
+    ledger: Ledger,
+    *,
+    since_seconds: float | None = None,
+    code: str | None = None,
+    limit: int = 500,
+) -> list[DisconnectRequest]:
+    """The requests of :func:`find_failures`."""
+    failures = await find_failures(ledger, since_seconds=since_seconds, code=code, limit=limit)
+    return [failure.request for failure in failures]
+
+
+def count_causes(failures: Sequence[Failure]) -> list[tuple[str, int]]:
+    """(cause, count), most frequent first: the first thing on-call wants to know."""
+    counts: dict[str, int] = {}
+    for failure in failures:
+        counts[failure.cause] = counts.get(failure.cause, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+async def _failing_http_status(ledger: Ledger, request_id: str) -> int | None:
+    """The HTTP status on the record that moved the request to ``failed``."""
+    for record in reversed(await ledger.history(request_id)):
+        if record.get("to") == RequestStatus.FAILED.value and record.get("from") != "failed":
+            status = record.get("http_status")
+            return int(status) if status is not None else None
+    return None
+
+
+def _check_who(operator: str, reason: str, *, dry_run: bool = False) -> TransitionDetails:
+    """Who and why, required for a change; a dry run changes nothing and needs neither."""
+    if not dry_run and (not operator.strip() or not reason.strip()):
         raise MissingReason("an operator name and a reason are required")
     return TransitionDetails(operator=operator.strip(), message=reason.strip())
 
@@ -122,7 +175,7 @@ async def requeue(
     ledger: Ledger, request_id: str, *, operator: str, reason: str, dry_run: bool = False
 ) -> ActionOutcome:
     """Move a ``failed`` request back to ``queued`` with a fresh job and a full attempt budget."""
-    details = _check_who(operator, reason)
+    details = _check_who(operator, reason, dry_run=dry_run)
     request = await _load(ledger, request_id)
     if isinstance(request, ActionOutcome):
         return request
@@ -183,7 +236,7 @@ async def cancel(
 ) -> ActionOutcome:
     """Cancel a waiting request; refuse an in-flight or finished one, or one that also serves
     other callers' merged submissions (unless ``force``), saying why."""
-    details = _check_who(operator, reason)
+    details = _check_who(operator, reason, dry_run=dry_run)
     request = await _load(ledger, request_id)
     if isinstance(request, ActionOutcome):
         return request

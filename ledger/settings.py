@@ -7,12 +7,16 @@ listed in the README's configuration table; a test keeps the two in step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 
 
 class LogFormat(StrEnum):
@@ -31,7 +35,12 @@ class BaseServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FCD_", extra="ignore", frozen=True)
 
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", description="Redis holding the ledger and the queues."
+        default=DEFAULT_REDIS_URL, description="Redis holding the ledger and the queues."
+    )
+    demo: bool = Field(
+        default=False,
+        description="Set by the demo and the dev tools (devenv): the default Redis URL is expected "
+        "there, so no warning is logged for it.",
     )
     key_prefix: str = Field(
         default="fcd:", description="Prefix of every ledger key in Redis (arq's keys are its own)."
@@ -66,6 +75,58 @@ class BaseServiceSettings(BaseSettings):
         description="The reconciler re-queues a request in_progress for longer than this "
         "(workers refuse to start unless it exceeds FCD_JOB_TIMEOUT_SECONDS).",
     )
+
+    def redis_location(self) -> RedisLocation:
+        """Where this process's Redis is, for logs and screens (never the password)."""
+        return redis_location(self.redis_url)
+
+    @property
+    def uses_default_redis(self) -> bool:
+        """True when ``FCD_REDIS_URL`` was not set to anything but the built-in default."""
+        return self.redis_url == DEFAULT_REDIS_URL
+
+
+@dataclass(frozen=True)
+class RedisLocation:
+    """Host, port and database of a Redis URL: what every process logs at start-up and what
+    ``fcd queue`` and the dashboard header show, so nobody has to guess which Redis they are on.
+    It never holds the password (only whether there is one)."""
+
+    scheme: str
+    host: str
+    port: int | None
+    db: int
+    authenticated: bool
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        auth = "***@" if self.authenticated else ""
+        return f"{self.scheme}://{auth}{self.host}{port}/{self.db}"
+
+    def log_fields(self) -> dict[str, str | int | None]:
+        return {"redis_host": self.host, "redis_port": self.port, "redis_db": self.db}
+
+
+def redis_location(url: str) -> RedisLocation:
+    """Parse ``url`` (``redis://``, ``rediss://`` or ``unix://``) without keeping any secret.
+
+    An unparsable URL still gives a location (host ``?``) rather than an error: this is for
+    display, and the connection itself reports a bad URL.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return RedisLocation("redis", "?", None, 0, False)
+    if parts.scheme == "unix":
+        host = parts.path or "?"
+        db_text = dict(p.partition("=")[::2] for p in parts.query.split("&")).get("db", "0")
+    else:
+        host = parts.hostname or "localhost"
+        db_text = parts.path.lstrip("/") or "0"
+    db = int(db_text) if db_text.isdigit() else 0
+    authenticated = parts.password is not None or (parts.username or "") != ""
+    return RedisLocation(parts.scheme or "redis", host, port, db, authenticated)
 
 
 S = TypeVar("S", bound=BaseSettings)

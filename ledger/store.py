@@ -95,9 +95,15 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
 
     @classmethod
     def from_settings(
-        cls, redis: Redis, settings: BaseServiceSettings, audit: AuditTrail
+        cls,
+        redis: Redis,
+        settings: BaseServiceSettings,
+        audit: AuditTrail,
+        *,
+        actor: str | None = None,
     ) -> Ledger:
-        """The ledger every process builds from its settings."""
+        """The ledger every process builds from its settings (``actor``: who its records name;
+        default ``host:pid``)."""
         return cls(
             redis,
             queue_name=settings.queue_name,
@@ -105,6 +111,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             audit=audit,
             job_expires_seconds=settings.job_expires_seconds,
             prefix=settings.key_prefix,
+            actor=actor,
         )
 
     def _active_keys(self, request: DisconnectRequest) -> list[str]:

@@ -7,7 +7,7 @@ import sys
 
 from aiohttp import web
 
-from ledger.logging import configure_logging
+from ledger.logging import announce_redis, configure_logging
 from ledger.settings import InvalidSettings, load_settings
 from producer.http.app import create_app
 from producer.http.settings import IntakeSettings
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m producer: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    announce_redis(settings, "intake")
     app = create_app(settings)
     web.run_app(
         app,

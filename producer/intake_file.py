@@ -1,7 +1,7 @@
 """Reading account ids from a file: one id per line, or a CSV with an ``account_id`` column.
 
-The whole file is validated before anything is submitted; the first problem is reported with its
-line number and nothing is queued.
+The whole file is validated before anything is submitted; every bad line is reported with its
+number (the first :data:`MAX_REPORTED` of them, then how many more) and nothing is queued.
 """
 
 from __future__ import annotations
@@ -12,9 +12,39 @@ from pathlib import Path
 
 from ledger.models import ACCOUNT_ID_RE
 
+MAX_REPORTED = 20
+
 
 class BadInputFile(ValueError):
-    """The file cannot be submitted; the message names the file and line."""
+    """The file cannot be submitted; the message names the file and every bad line (up to
+    :data:`MAX_REPORTED`), one per line."""
+
+
+class _Problems:
+    """Bad lines collected while reading, raised together at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+        self.count = 0
+
+    def check(self, number: int, value: str) -> None:
+        if ACCOUNT_ID_RE.match(value):
+            return
+        self.count += 1
+        if len(self.lines) < MAX_REPORTED:
+            self.lines.append(
+                f"{self.path}: line {number}: {value!r} is not a Financial Connections "
+                "account id (fca_…)"
+            )
+
+    def raise_any(self) -> None:
+        if not self.count:
+            return
+        more = self.count - len(self.lines)
+        tail = [f"… and {more} more bad lines"] if more else []
+        summary = f"{self.path}: {self.count} bad line{'s' * (self.count != 1)}; nothing queued"
+        raise BadInputFile("\n".join([*self.lines, *tail, summary]))
 
 
 def read_account_ids(path: Path) -> list[str]:
@@ -27,13 +57,14 @@ def read_account_ids(path: Path) -> list[str]:
     first = next((line for line in lines if line.strip()), "")
     if "," in first or first.strip().lower() == "account_id":
         return _read_csv(path, text)
-    ids = []
+    ids, problems = [], _Problems(path)
     for number, line in enumerate(lines, start=1):
         value = line.strip()
         if not value or value.startswith("#"):
             continue
-        _check(path, number, value)
+        problems.check(number, value)
         ids.append(value)
+    problems.raise_any()
     if not ids:
         raise BadInputFile(f"{path}: no account ids found")
     return ids
@@ -45,18 +76,12 @@ def _read_csv(path: Path, text: str) -> list[str]:
     if "account_id" not in fields:
         raise BadInputFile(f"{path}: line 1: CSV header has no 'account_id' column")
     reader.fieldnames = fields
-    ids = []
+    ids, problems = [], _Problems(path)
     for row in reader:
         value = (row.get("account_id") or "").strip()
-        _check(path, reader.line_num, value)
+        problems.check(reader.line_num, value)
         ids.append(value)
+    problems.raise_any()
     if not ids:
         raise BadInputFile(f"{path}: no account ids found")
     return ids
-
-
-def _check(path: Path, number: int, value: str) -> None:
-    if not ACCOUNT_ID_RE.match(value):
-        raise BadInputFile(
-            f"{path}: line {number}: {value!r} is not a Financial Connections account id (fca_…)"
-        )

@@ -5,7 +5,8 @@ Stripe accounts to list (``stripe_accounts``: an unfiltered list covers the key'
 only, so connected accounts are named, ``["acct_…"]``, or ``"all"`` for every account
 ``GET /v1/accounts`` lists; ``include_platform = false`` leaves the key's own account out), a
 blast-radius guard (``max_disconnects`` and ``max_fraction`` of the accounts examined), an
-optional ``schedule`` (cron; see :mod:`retention.schedule`) and one or more rules
+optional ``schedule`` (cron; see :mod:`retention.schedule`) whose runs are dry runs unless
+``scheduled_apply = true`` (so a copied example never arms a nightly apply), and one or more rules
 (``[[policies.<name>.rules]]``). An account is selected by the first rule it matches; the rule's
 ``reason`` is recorded on its request. Within a rule every criterion given must hold:
 
@@ -92,6 +93,8 @@ class RetentionPolicy(BaseModel):
     source: Literal["stripe", "file"] = "stripe"
     file: Path | None = None
     schedule: str | None = None
+    #: A scheduled run submits only when this is true; otherwise it is a dry run (a report).
+    scheduled_apply: bool = False
     max_disconnects: int = Field(ge=0)
     max_fraction: float = Field(gt=0, le=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
@@ -129,7 +132,12 @@ class RetentionPolicy(BaseModel):
         """A fingerprint of the whole definition: a sweep run records it, and a worker refuses
         to run a sweep whose policy differs from the one the operator looked at."""
         data = self.model_dump(mode="json", exclude={"file"})
-        for name, default in (("stripe_accounts", None), ("include_platform", True)):
+        defaults = (
+            ("stripe_accounts", None),
+            ("include_platform", True),
+            ("scheduled_apply", False),
+        )
+        for name, default in defaults:
             if data[name] == default:
                 del data[name]  # a policy written before these fields keeps its digest
         for rule in data["rules"]:

@@ -13,7 +13,8 @@ Keys (``P`` is the key prefix):
   the run records the lock's token as ``lock_token``, so a lost run's lock can be released)
 - ``P sweep:slot:<policy>:<ms>``  string: a scheduled run claimed its slot (one run per slot)
 
-Every write of a run's status and its audit record is one MULTI round trip.
+Every write of a run's status and its audit record is one script (``retention/lua/
+write_run.lua``), one round trip.
 
 Lost runs: a run whose process was killed stops beating. :func:`recover_runs` (called by the
 reconciler pass of every worker and by ``fcd reconcile``) fails a ``listing``/``submitting`` run
@@ -24,7 +25,12 @@ ones are listed as ``disconnected`` and not selected again.
 
 Audit events (same record shape as every other; ``request_id`` is the run id, ``reference`` the
 policy): ``sweep.started``, ``sweep.selected`` (counts and the guard's verdict in ``message``),
-``sweep.refused`` (the blast-radius guard said no), ``sweep.finished``, ``sweep.failed``.
+``sweep.refused`` (the blast-radius guard said no), ``sweep.finished``, ``sweep.failed``,
+``sweep.cancelled`` (an operator stopped it, with ``operator`` and the reason).
+
+Once a run is terminal its record no longer changes: that script does nothing to a terminal run,
+so a cancel cannot be overwritten by the sweep still running, which notices it within a second
+and stops (``retention.sweep``).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from ledger import lua
 from ledger.audit import AuditTrail, build_record, process_name
 from ledger.models import RequestSource, new_request_id
 
@@ -50,6 +57,7 @@ SWEEP_SELECTED = "sweep.selected"
 SWEEP_REFUSED = "sweep.refused"
 SWEEP_FINISHED = "sweep.finished"
 SWEEP_FAILED = "sweep.failed"
+SWEEP_CANCELLED = "sweep.cancelled"
 
 
 class SweepStatus(StrEnum):
@@ -61,12 +69,19 @@ class SweepStatus(StrEnum):
     REFUSED = "refused"  # terminal: the blast-radius guard refused (nothing submitted)
     FINISHED = "finished"  # terminal: a dry run reported, or every selected account submitted
     FAILED = "failed"  # terminal: listing or submitting stopped on an error
+    CANCELLED = "cancelled"  # terminal: an operator cancelled it (requests already submitted stay)
 
 
-TERMINAL_SWEEP = frozenset({SweepStatus.REFUSED, SweepStatus.FINISHED, SweepStatus.FAILED})
+TERMINAL_SWEEP = frozenset(
+    {SweepStatus.REFUSED, SweepStatus.FINISHED, SweepStatus.FAILED, SweepStatus.CANCELLED}
+)
 RUNNING_SWEEP = frozenset({SweepStatus.LISTING, SweepStatus.SUBMITTING})
 HEARTBEAT_SECONDS = 10.0
 HEARTBEAT_TTL_SECONDS = 45.0
+
+
+class CannotCancel(ValueError):
+    """The run is already terminal (or unknown); the message says which."""
 
 
 class SweepRun(BaseModel):
@@ -115,6 +130,7 @@ class SweepRuns:
         self.prefix = prefix
         self.audit = audit
         self.actor = process_name()
+        self._write_script = lua.register(redis, "retention", "write_run")
 
     def key(self, run_id: str) -> str:
         return f"{self.prefix}sweep:{run_id}"
@@ -144,10 +160,26 @@ class SweepRuns:
         self.audit.emit(record)
         return run
 
-    async def update(self, run_id: str, **fields: Any) -> None:
-        """Write counters or status (progress is read from here by ``fcd sweep``)."""
-        flat = {k: _redis_value(v) for k, v in fields.items()}
-        await self.redis.hset(self.key(run_id), mapping=flat)  # type: ignore[misc]
+    async def update(self, run_id: str, **fields: Any) -> bool:
+        """Write counters or status (progress is read from here by ``fcd sweep``); nothing is
+        written to a terminal run (then ``False``)."""
+        return await self._store(run_id, fields)
+
+    async def _store(
+        self,
+        run_id: str,
+        fields: dict[str, Any],
+        record: dict[str, Any] | None = None,
+        *,
+        finished: bool = False,
+    ) -> bool:
+        spec: dict[str, Any] = {"set": {k: str(_redis_value(v)) for k, v in fields.items()}}
+        if record is not None:
+            spec["record"] = _dump(record)
+        spec["finished"] = finished
+        keys = [self.key(run_id), self._history_key(run_id)]
+        keys += [self.active_key, self.heartbeat_key(run_id)]
+        return bool(await self._write_script(keys=keys, args=[lua.params(**spec)]))
 
     async def beat(self, run_id: str) -> None:
         """Refresh the run's heartbeat (its runner is alive)."""
@@ -187,15 +219,41 @@ class SweepRuns:
         *,
         finished: bool = False,
         level: str = "info",
-    ) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(run.run_id), mapping={k: _redis_value(v) for k, v in fields.items()})
-            pipe.rpush(self._history_key(run.run_id), _dump(record))
-            if finished:
-                pipe.zrem(self.active_key, run.run_id)
-                pipe.delete(self.heartbeat_key(run.run_id))
-            await pipe.execute()
-        self.audit.emit(record, level)
+    ) -> bool:
+        """Write ``fields`` and the audit ``record`` in one step, and publish the record, unless
+        the run is terminal already (then nothing happens: ``False``)."""
+        written = await self._store(run.run_id, fields, record, finished=finished)
+        if written:
+            self.audit.emit(record, level)
+        return written
+
+    async def cancel(self, run_id: str, *, operator: str, reason: str) -> SweepRun:
+        """Cancel a run that is not terminal: it becomes ``cancelled`` at once (a ``requested``
+        run is then skipped by the bulk worker; a running one stops within a second).
+        Requests it already submitted stay; the message says how many. Raises
+        :class:`CannotCancel` for a terminal or unknown run, :class:`ValueError` without an
+        operator and a reason (both are audited)."""
+        if not operator.strip() or not reason.strip():
+            raise ValueError("an operator name and a reason are required")
+        try:
+            run = await self.get(run_id)
+        except KeyError:
+            raise CannotCancel(f"no sweep run {run_id}") from None
+        message = f"cancelled by {operator.strip()}: {reason.strip()}"
+        if run.submitted + run.merged:
+            message += f" ({run.submitted + run.merged:,} requests submitted before stay queued)"
+        fields = {"status": SweepStatus.CANCELLED.value, "finished_at": time.time()}
+        cancelled = run.model_copy(update={"operator": operator.strip()})
+        record = self._record(cancelled, SWEEP_CANCELLED, message)
+        fields["message"] = message
+        if not await self._write(run, fields, record, finished=True, level="warning"):
+            current = await self.get(run_id)
+            raise CannotCancel(f"{run_id} is already {current.status.value}; nothing to cancel")
+        return await self.get(run_id)
+
+    async def is_cancelled(self, run_id: str) -> bool:
+        status = await self.redis.hget(self.key(run_id), "status")  # type: ignore[misc]
+        return status is not None and _text(status) == SweepStatus.CANCELLED.value
 
     async def get(self, run_id: str) -> SweepRun:
         raw = await self.redis.hgetall(self.key(run_id))  # type: ignore[misc]

@@ -4,10 +4,16 @@ then (only with ``apply``) submit.
 :func:`run_sweep` reads every account first and decides on the whole selection before anything is
 submitted, so the blast-radius guard sees the real count and fraction: a sweep over the guard
 records ``refused`` with the reason and submits nothing unless forced. A dry run stops after the
-selection (it writes only its own run record) and says whether an apply would be refused. Submission goes through :func:`ledger.bulk.
-submit_many`: pipelined, routed to the bulk queue (``source = retention_policy``), paused while
-that queue is deeper than ``max_queue_depth``. Progress counters are written to the run record as
-the sweep goes, which is what ``fcd sweep`` and ``fcd sweeps`` display.
+selection (it writes only its own run record) and its one message says what an apply would do
+(submit N, or be refused and why). Submission goes through :func:`ledger.bulk.submit_many`:
+pipelined, routed to the bulk queue (``source = retention_policy``), paused while that queue is
+deeper than ``max_queue_depth``. Progress counters are written to the run record as the sweep
+goes, which is what ``fcd sweep``, ``fcd sweeps`` and the dashboard display.
+
+Only an apply takes the policy's lock (:func:`run_guarded`): a dry run writes nothing but its own
+record, so it never makes an apply (or the schedule) wait or fail "already running". An operator
+may cancel a run (:meth:`retention.runs.SweepRuns.cancel`); the sweep notices within
+:data:`CANCEL_POLL_SECONDS` and stops where it is (requests already submitted stay queued).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -27,6 +34,8 @@ from retention.policy import RetentionPolicy
 from retention.runs import HEARTBEAT_SECONDS, SweepRun, SweepRuns, SweepStatus
 from retention.select import Selection, blast_radius_refusal
 from retention.sources import Account, ScopedPage
+
+CANCEL_POLL_SECONDS = 0.5
 
 
 class SweepBusy(RuntimeError):
@@ -75,16 +84,26 @@ async def run_sweep(
     While it runs, its heartbeat is refreshed (the reconciler fails a run whose heartbeat
     stops: its process was lost). ``pages`` are lists of the key's own accounts, or
     :class:`ScopedPage` s naming the connected account they were listed as: each selected
-    account's request then carries it.
-    """
+    account's request then carries it. A cancel by an operator stops the work and returns the
+    cancelled record (no error)."""
     heartbeat = asyncio.create_task(_beat(runs, run.run_id))
+    work = asyncio.ensure_future(
+        _run(ledger, runs, run, policy, pages, options, now or time.time())
+    )
+    watcher = asyncio.ensure_future(_stop_when_cancelled(runs, run.run_id, work))
     try:
-        return await _run(ledger, runs, run, policy, pages, options, now or time.time())
-    except (Exception, asyncio.CancelledError) as exc:
+        return await work
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled() and watcher.result():
+            return await runs.get(run.run_id)
+        await asyncio.shield(runs.finish(run, SweepStatus.FAILED, "CancelledError"))
+        raise
+    except Exception as exc:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         await asyncio.shield(runs.finish(run, SweepStatus.FAILED, message))
         raise
     finally:
+        watcher.cancel()
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
@@ -96,6 +115,37 @@ async def _beat(runs: SweepRuns, run_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await runs.beat(run_id)
         await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def run_guarded(
+    ledger: Ledger,
+    runs: SweepRuns,
+    run: SweepRun,
+    policy: RetentionPolicy,
+    pages: AsyncIterator[list[Account]] | AsyncIterator[ScopedPage],
+    options: SweepOptions,
+    *,
+    lock_seconds: float,
+) -> SweepRun:
+    """:func:`run_sweep`, under the policy's lock only if it applies; a held lock makes the run
+    ``failed`` with the reason (``skipped: …``) instead of running twice at once."""
+    if not options.apply:
+        return await run_sweep(ledger, runs, run, policy, pages, options)
+    try:
+        async with policy_lock(runs, run, lock_seconds):
+            return await run_sweep(ledger, runs, run, policy, pages, options)
+    except SweepBusy as exc:
+        return await runs.finish(run, SweepStatus.FAILED, f"skipped: {exc}")
+
+
+async def _stop_when_cancelled(runs: SweepRuns, run_id: str, work: asyncio.Future[Any]) -> bool:
+    """Cancel ``work`` once the run record says ``cancelled``; True if it did."""
+    while not work.done():
+        if await runs.is_cancelled(run_id):
+            work.cancel()
+            return True
+        await asyncio.sleep(CANCEL_POLL_SECONDS)
+    return False
 
 
 async def _run(
@@ -119,7 +169,6 @@ async def _run(
         await runs.update(run.run_id, scanned=selection.scanned, selected=len(selection.selected))
     refusal = blast_radius_refusal(policy, selection)
     await runs.selected(run, selection.summary(), refusal)
-    count = len(selection.selected)
     if options.apply and refusal and not options.force:
         return await runs.finish(run, SweepStatus.REFUSED, refusal)
     missing = (
@@ -128,10 +177,7 @@ async def _run(
         else ""
     )
     if not options.apply:
-        verdict = f"; an apply would be {refusal}" if refusal else ""
-        message = (
-            f"dry run: {count} of {selection.scanned} accounts would be submitted{verdict}{missing}"
-        )
+        message = dry_run_message(selection, refusal) + missing
         return await runs.finish(run, SweepStatus.FINISHED, message)
     await runs.update(run.run_id, status=SweepStatus.SUBMITTING)
     result = await _submit(ledger, runs, run, policy, selection, options)
@@ -141,6 +187,20 @@ async def _run(
         f"of {selection.scanned} accounts examined{forced}{missing}"
     )
     return await runs.finish(run, SweepStatus.FINISHED, message)
+
+
+def dry_run_message(selection: Selection, refusal: str | None) -> str:
+    """The one sentence a dry run ends with: what ``--apply`` would do, then what was done."""
+    count, scanned = len(selection.selected), selection.scanned
+    if refusal:
+        return (
+            f"dry run: {count:,} of {scanned:,} accounts selected; --apply would be refused "
+            f"({refusal}); nothing was submitted"
+        )
+    return (
+        f"dry run: {count:,} of {scanned:,} accounts selected; --apply would submit them; "
+        "nothing was submitted"
+    )
 
 
 async def _submit(

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import sys
 
-from ledger.logging import configure_logging
+from ledger.logging import announce_redis, configure_logging
 from ledger.settings import InvalidSettings, load_settings
 from worker.app import build_worker
 from worker.settings import WorkerSettings
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m worker: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    announce_redis(settings, f"worker:{args.queue}")
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = build_worker(settings, burst=args.burst, queue=args.queue)
     worker.run()

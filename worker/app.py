@@ -1,7 +1,8 @@
 """arq wiring: the worker process's lifecycle and the thin job adapter.
 
 Everything long-lived (Redis pool, the one ``aiohttp.ClientSession``, the ledger, the rate limiter)
-is opened in :func:`startup` on one ``AsyncExitStack`` and closed in :func:`shutdown`. The job
+is opened in :func:`startup` on one ``AsyncExitStack`` and closed in :func:`shutdown`, as is the
+process's presence (heartbeat, counters, ops port: :mod:`worker.presence`). The job
 functions validate their JSON payload, bind the request's (or batch's) context for logging and
 call the typed cores in :mod:`worker.disconnect` and :mod:`worker.batch`.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -21,6 +23,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 from redis.asyncio import Redis
 
+from control.metrics import CounterBuffer
 from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail
 from ledger.customer_models import CUSTOMER_JOB
@@ -40,6 +43,7 @@ from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
 from worker.gate import CallGate, Priority
 from worker.operations import housekeeping_cron_jobs
+from worker.presence import Presence, start_presence
 from worker.ratelimit import RateLimiter
 from worker.retention import build_sweep_deps, retention_sweep, sweep_cron_jobs
 from worker.retry import RetryPolicy
@@ -122,6 +126,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["customer_deps"] = build_customer_deps(ctx["deps"], audit, settings)
     ctx["sweep_deps"] = build_sweep_deps(ctx["deps"], audit, settings)
     ctx["inbox"] = WebhookInbox(redis, settings.key_prefix)
+    counters = CounterBuffer(redis, settings.key_prefix)
+    ledger.on_terminal = counters.observe_completion
+    presence = Presence(
+        ledger.actor, ctx.get("priority", "urgent"), settings.max_jobs, ctx.get("job_tasks", {}),
+        time.time(),
+    )  # fmt: skip
+    await start_presence(stack, ledger, presence, counters, metrics_port=settings.metrics_port)
     log.info("worker.started", max_jobs=settings.max_jobs, queue=ctx.get("queue_name"))
 
 
@@ -178,7 +189,7 @@ def build_worker(
             func(disconnect_batch, name=BATCH_JOB, max_tries=1_000, timeout=sweep_timeout),
             func(retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=sweep_timeout),
         ]
-    return Worker(
+    worker = Worker(
         functions=functions,
         cron_jobs=crons,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -200,3 +211,5 @@ def build_worker(
         },
         handle_signals=True,
     )
+    worker.ctx["job_tasks"] = worker.job_tasks  # the heartbeat reports how many jobs run
+    return worker

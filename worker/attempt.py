@@ -4,7 +4,8 @@
 on one object), optionally retrieves the account first, posts the disconnect with the request's
 ``Idempotency-Key`` and turns the answer into an :class:`Outcome` using the table in
 :mod:`worker.outcomes`. Every Stripe call goes through :func:`call_stripe`: it waits at the shared
-rate limiter and reports a limiter 429 so every worker slows down.
+rate limiter and reports a limiter 429 so every worker slows down; :func:`metered_call` counts and
+times it (the sweeps' list calls, which wait at the limiter with their own priority, use it too).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from control.metrics import counter_key
+from control.metrics import record_stripe_call
 from control.pause import pause
 from ledger.audit import TransitionDetails
 from ledger.models import DisconnectRequest, RequestStatus
@@ -109,24 +110,43 @@ async def call_stripe(
 
     Raises :class:`LimiterPaused` (never waits) while the service is paused, so the caller can
     hand its work back instead of holding it. ``before_send`` runs once the permit is granted,
-    right before the call (it may raise to stop the call). Every call made is counted by endpoint
-    and outcome in ``P metrics:stripe`` (``/metrics``: ``fcd_stripe_calls_total``); a 403 for a
-    call made with ``stripe_account`` (``Stripe-Account``) is counted as ``403_account``, apart
-    from the platform's own 403s that trip the breaker.
+    right before the call (it may raise to stop the call). The call is counted and timed by
+    :func:`metered_call`.
     """
     async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
         if before_send is not None:
             await before_send()
         try:
-            result = await call()
-        except StripeError as exc:
-            await _count_call(deps, endpoint, _outcome_label(exc, stripe_account))
-            if isinstance(exc, StripeAPIError) and exc.is_rate_limit:
+            return await metered_call(deps, endpoint, call, stripe_account=stripe_account)
+        except StripeAPIError as exc:
+            if exc.is_rate_limit:
                 # Best effort: failing to slow the fleet must not hide Stripe's answer.
                 with contextlib.suppress(RedisError, OSError):
                     await deps.gate.report_rate_limited(endpoint, exc.meta.rate_limited_reason)
             raise
-    await _count_call(deps, endpoint, "ok")
+
+
+async def metered_call(
+    deps: DisconnectDeps,
+    endpoint: str,
+    call: Callable[[], Awaitable[StripeResult]],
+    *,
+    stripe_account: str | None = None,
+) -> StripeResult:
+    """Make one Stripe call (the caller holds its limiter slot) and count it by endpoint and
+    outcome (``ok``, the HTTP status, ``timeout``, ``transport_error``; a 403 for a call made
+    with ``stripe_account`` is ``403_account``, apart from the platform's own 403s that trip the
+    breaker) with its duration: ``fcd_stripe_calls_total`` and
+    ``fcd_stripe_call_duration_seconds``. Every Stripe call of the worker goes through here,
+    list calls included."""
+    started = time.monotonic()
+    try:
+        result = await call()
+    except StripeError as exc:
+        label = _outcome_label(exc, stripe_account)
+        await _count_call(deps, endpoint, label, time.monotonic() - started)
+        raise
+    await _count_call(deps, endpoint, "ok", time.monotonic() - started)
     return result
 
 
@@ -140,11 +160,10 @@ def _outcome_label(error: StripeError, stripe_account: str | None = None) -> str
     return "transport_error"
 
 
-async def _count_call(deps: DisconnectDeps, endpoint: str, outcome: str) -> None:
+async def _count_call(deps: DisconnectDeps, endpoint: str, outcome: str, seconds: float) -> None:
     """Count one Stripe call for ``/metrics``; a counting failure never affects the call."""
-    key = counter_key(deps.ledger.prefix, "stripe")
     with contextlib.suppress(RedisError, OSError):
-        await deps.ledger.redis.hincrby(key, f"{endpoint}|{outcome}", 1)  # type: ignore[misc]
+        await record_stripe_call(deps.ledger.redis, deps.ledger.prefix, endpoint, outcome, seconds)
 
 
 async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:

@@ -6,15 +6,18 @@ same times and enqueues under the job id ``retention:<policy>:<scheduled unix ms
 refuses to enqueue twice. On top of that the run claims its slot in Redis
 (``SweepRuns.claim_slot``) and takes the policy's lock, so one run per scheduled time happens
 across all workers and hosts, and a sweep still running when the next time comes makes that next
-run record ``failed`` (skipped) rather than run twice at once. A scheduled run applies (subject
-to the blast-radius guard, never forced).
+run record ``failed`` (skipped) rather than run twice at once. A scheduled run is a dry run
+unless its policy says ``scheduled_apply = true``; then it applies (subject to the blast-radius
+guard, never forced). A bulk worker without policies, or whose policies have no schedule, logs
+``retention.schedule_off`` ("no retention policies: schedule off") once at start-up.
 
 Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
-rate limiter's ``slot("list", priority="bulk")``; transient errors are retried with the worker's
-backoff a few times, then the run fails. A policy naming connected accounts
-(``stripe_accounts``, or ``"all"``: every account ``GET /v1/accounts`` lists, paged through the
-same ``list`` budget) lists each of them with its ``Stripe-Account`` after the key's own
-accounts (:func:`scoped_pages`); the budgets stay the fleet's. A connected account answering 403
+rate limiter's ``slot("list", priority="bulk")``, counted and timed like every other Stripe call
+(:func:`worker.attempt.metered_call`); transient errors are retried with the worker's backoff a
+few times, then the run fails. A policy naming connected accounts (``stripe_accounts``, or
+``"all"``: every account ``GET /v1/accounts`` lists, paged through the same ``list`` budget)
+lists each of them with its ``Stripe-Account`` after the key's own accounts
+(:func:`scoped_pages`); the budgets stay the fleet's. A connected account answering 403
 (platform access revoked) is skipped and named in the run's summary; the others are swept.
 """
 
@@ -42,7 +45,8 @@ from retention.sources import (
     file_pages,
     stripe_pages,
 )
-from retention.sweep import SweepBusy, SweepOptions, policy_lock, run_sweep
+from retention.sweep import SweepOptions, run_guarded
+from worker.attempt import metered_call
 from worker.claims import JobResult
 from worker.disconnect import DisconnectDeps
 from worker.outcomes import is_account_forbidden, is_transient
@@ -76,7 +80,7 @@ async def bulk_list_call(
     for attempt in range(1, LIST_ATTEMPTS + 1):
         try:
             async with deps.gate.slot("list", priority="bulk"):
-                result = await call()
+                result = await metered_call(deps, "list", call)
         except StripeError as exc:
             if attempt == LIST_ATTEMPTS or not is_transient(exc):
                 raise
@@ -145,7 +149,7 @@ async def scoped_pages(deps: DisconnectDeps, policy: RetentionPolicy) -> AsyncIt
 
 
 async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force: bool) -> str:
-    """Run one sweep under the policy's lock; return the run's final status."""
+    """Run one sweep (an apply under the policy's lock); return the run's final status."""
     pages: AsyncIterator[list[dict[str, Any]]] | AsyncIterator[ScopedPage]
     if policy.source == "file" and policy.file is not None:
         pages = file_pages(policy.file)
@@ -154,11 +158,10 @@ async def execute(deps: SweepDeps, run: SweepRun, policy: RetentionPolicy, force
     options = SweepOptions(
         apply=run.apply, force=force, max_queue_depth=deps.settings.bulk_queue_max_depth
     )
-    try:
-        async with policy_lock(deps.runs, run, deps.settings.sweep_timeout_seconds):
-            done = await run_sweep(deps.base.ledger, deps.runs, run, policy, pages, options)
-    except SweepBusy as exc:
-        done = await deps.runs.finish(run, SweepStatus.FAILED, f"skipped: {exc}")
+    done = await run_guarded(
+        deps.base.ledger, deps.runs, run, policy, pages, options,
+        lock_seconds=deps.settings.sweep_timeout_seconds,
+    )  # fmt: skip
     return done.status.value
 
 
@@ -196,7 +199,7 @@ async def scheduled_sweep(ctx: dict[str, Any], policy_name: str) -> str:
             policy=policy.name,
             policy_digest=policy.digest,
             trigger="schedule",
-            apply=True,
+            apply=policy.scheduled_apply,
             source=policy.source,
             status=SweepStatus.LISTING,
             scheduled_at=slot_ms / 1000,
@@ -223,9 +226,14 @@ def _scheduled_job(policy_name: str) -> WorkerCoroutine:
 
 def sweep_cron_jobs(settings: WorkerSettings, *, burst: bool = False) -> list[CronJob]:
     """One unique arq cron job per scheduled policy (none in burst mode or without a file)."""
-    if burst or settings.retention_policies is None:
+    if burst:
+        return []
+    if settings.retention_policies is None:
+        log.info("retention.schedule_off", message="no retention policies: schedule off")
         return []
     policies = load_policies(settings.retention_policies)
+    if not any(policy.schedule for policy in policies.values()):
+        log.info("retention.schedule_off", message="no scheduled retention policy: schedule off")
     return [
         cron(
             _scheduled_job(name),

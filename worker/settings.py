@@ -92,6 +92,12 @@ class WorkerSettings(BaseServiceSettings):
         description="Longest a retention sweep may run (arq job timeout, and the policy lock's "
         "lifetime if its worker dies).",
     )
+    metrics_port: int = Field(
+        default=9108,
+        ge=0,
+        lt=65536,
+        description="Port of the worker's /metrics, /healthz and /readyz (0 turns them off).",
+    )
     reconcile_interval_seconds: int = Field(
         default=60,
         description="How often the reconciler runs (once across all workers); a divisor of 60 "

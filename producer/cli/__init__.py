@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -55,3 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"fcd: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return _reader_went_away()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _reader_went_away() -> int:
+    """``fcd … --json | head``: the reader closed the pipe. Stop quietly, as Unix tools do:
+    point stdout at /dev/null so the interpreter's final flush cannot raise again, and exit
+    with 141 (128 + SIGPIPE), what a tool killed by SIGPIPE reports."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ledger.audit import AuditTrail
-from ledger.logging import configure_logging
+from control.metrics import CounterBuffer
+from ledger.audit import AuditTrail, process_name
+from ledger.logging import announce_redis, configure_logging
 from ledger.settings import InvalidSettings, load_settings
 from ledger.store import Ledger
 from producer.settings import ProducerSettings
@@ -36,26 +37,38 @@ def cli_settings() -> ProducerSettings:
 
 
 @asynccontextmanager
-async def open_ledger(settings: ProducerSettings | None = None) -> AsyncIterator[Ledger]:
-    """A ledger on ``FCD_REDIS_URL``; log lines (audit events included) go to stderr."""
+async def open_ledger(
+    settings: ProducerSettings | None = None, *, acts: bool = False
+) -> AsyncIterator[Ledger]:
+    """A ledger on ``FCD_REDIS_URL``; log lines (audit events included) go to stderr.
+
+    A command that changes something (``acts``) logs which Redis it uses first; any command
+    warns when that is the built-in default outside the demo.
+    """
     settings = settings or cli_settings()
     configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
     audit = AuditTrail(settings.audit_log_path)
+    if acts:
+        announce_redis(settings, "cli")
+    elif settings.uses_default_redis and not settings.demo:
+        announce_redis(settings, "cli")  # the warning, for reads too
     redis = Redis.from_url(settings.redis_url)
+    counters = CounterBuffer(redis, settings.key_prefix)
     try:
         try:
             await redis.ping()
         except (RedisConnectionError, OSError) as exc:
-            raise CliError(f"cannot reach Redis at {_safe_url(settings.redis_url)}: {exc}") from exc
-        yield Ledger.from_settings(redis, settings, audit)
+            where = settings.redis_location()
+            raise CliError(f"cannot reach Redis at {where}: {exc}") from exc
+        ledger = Ledger.from_settings(redis, settings, audit, actor=cli_actor())
+        ledger.on_terminal = counters.observe_completion
+        yield ledger
+        await counters.flush()
     finally:
         await redis.aclose()
         audit.close()
 
 
-def _safe_url(url: str) -> str:
-    """The Redis URL without any password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+def cli_actor() -> str:
+    """How audit records name a ``fcd`` process: ``cli:<host>:<pid>`` (not a worker's host:pid)."""
+    return f"cli:{process_name()}"

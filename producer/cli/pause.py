@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 async def run_pause(args: argparse.Namespace) -> int:
     operator = args.operator or getpass.getuser()
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=True) as ledger:
         await pause(
             ledger.redis, operator, args.reason, "cli", key=ledger.pause_key, audit=ledger.audit
         )
@@ -38,7 +38,7 @@ async def run_pause(args: argparse.Namespace) -> int:
 
 async def run_resume(args: argparse.Namespace) -> int:
     operator = args.operator or getpass.getuser()
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=True) as ledger:
         lifted = await resume(
             ledger.redis, operator, args.reason, key=ledger.pause_key, audit=ledger.audit
         )

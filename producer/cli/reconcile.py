@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     settings = cli_settings()
     operator = args.operator if args.operator is not None else getpass.getuser()
-    async with open_ledger(settings) as ledger:
+    async with open_ledger(settings, acts=True) as ledger:
         report = await reconcile(
             ledger,
             lease_seconds=settings.in_progress_lease_seconds,

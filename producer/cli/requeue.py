@@ -43,15 +43,23 @@ def register(sub: Any) -> None:
 
 
 def _add_operator_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    parser.add_argument(
+        "--reason", default="", help="why (recorded in the audit trail; not needed for --dry-run)"
+    )
     parser.add_argument("--operator", default=None, help="who (default: your login name)")
     parser.add_argument("--dry-run", action="store_true", help="show what would happen")
 
 
 def _operator(args: argparse.Namespace) -> tuple[str, str]:
+    """Who and why; required unless it is a dry run (which records nothing)."""
     operator = args.operator if args.operator is not None else getpass.getuser()
+    if args.dry_run:
+        return operator, args.reason
     if not operator.strip() or not args.reason.strip():
-        raise CliError("--operator and --reason must not be empty", EXIT_BAD_INPUT)
+        raise CliError(
+            "--reason is required (and --operator must not be empty) except with --dry-run",
+            EXIT_BAD_INPUT,
+        )
     return operator, args.reason
 
 
@@ -80,7 +88,7 @@ async def _requeue_targets(ledger: Ledger, args: argparse.Namespace) -> list[str
 
 async def run_requeue(args: argparse.Namespace) -> int:
     operator, reason = _operator(args)
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=not args.dry_run) as ledger:
         targets = await _requeue_targets(ledger, args)
         outcomes = [
             await requeue(ledger, rid, operator=operator, reason=reason, dry_run=args.dry_run)
@@ -91,7 +99,7 @@ async def run_requeue(args: argparse.Namespace) -> int:
 
 async def run_cancel(args: argparse.Namespace) -> int:
     operator, reason = _operator(args)
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=not args.dry_run) as ledger:
         targets = await _resolve_all(ledger, args.refs)
         outcomes = [
             await cancel(

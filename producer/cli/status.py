@@ -1,10 +1,14 @@
-"""``fcd status``: one request's timeline, by request id or account id."""
+"""``fcd status``: one request's timeline, by request id or account id.
+
+Times are UTC; a timeline spanning more than a day shows the date on every record. Ids are never
+cut (:mod:`producer.cli.layout`): a table when they fit, else one block per record.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +16,9 @@ from rich.table import Table
 
 from ledger.models import RequestNotFound
 from producer.cli.context import CliError, open_ledger
+from producer.cli.layout import id_column, print_block, table_fits
+
+DAY_SECONDS = 86_400
 
 
 def register(sub: Any) -> None:
@@ -37,35 +44,80 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def spans_days(history: list[dict[str, Any]]) -> bool:
+    """True when the records are more than a day apart (then every time shows its date)."""
+    stamps = [_parse(str(r.get("ts", ""))) for r in history]
+    known = [s for s in stamps if s is not None]
+    return bool(known) and (max(known) - min(known)).total_seconds() > DAY_SECONDS
+
+
+def format_ts(ts: Any, with_date: bool) -> str:
+    """``HH:MM:SS.mmm`` or ``YYYY-MM-DD HH:MM:SS.mmm`` of an ISO timestamp."""
+    text = str(ts or "")
+    return f"{text[:10]} {text[11:23]}" if with_date else text[11:23]
+
+
+def _parse(ts: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+
+
 def render_timeline(
     request: dict[str, Any], history: list[dict[str, Any]], console: Console
 ) -> None:
-    """Print a request's summary line and its history as a table."""
-    console.print(
-        f"[bold]{request['request_id']}[/] {request['account_id']} "
-        f"status=[bold]{request['status']}[/] attempts={request['attempts']} "
-        f"source={request['source']}:{request['reference']} reason={request.get('reason', '')!r}"
+    """Print a request's summary and its history, every id whole."""
+    print_block(
+        console,
+        [
+            f"{request['request_id']}  status {request['status']}  attempts {request['attempts']}",
+            f"account {request['account_id']}  source {request['source']}:{request['reference']}",
+            f"reason {request.get('reason', '')!r}",
+        ],
     )
+    with_date = spans_days(history)
+    stripe_ids = [str(r.get("stripe_request_id") or "") for r in history]
+    if table_fits(console, stripe_ids, rest=75 + 11 * with_date):
+        _timeline_table(history, with_date, stripe_ids, console)
+        return
+    for record in history:
+        change = _change(record)
+        http = f"  HTTP {record['http_status']}" if record.get("http_status") else ""
+        rid = record.get("stripe_request_id")
+        who = f"by {record['operator']}" if record.get("operator") else ""
+        print_block(
+            console,
+            [
+                f"{format_ts(record.get('ts'), with_date)}  {change}  try {record.get('attempt') or 0}{http}",
+                f"Stripe Request-Id {rid}" if rid else "",
+                " ".join(p for p in (who, record.get("message") or "") if p),
+            ],
+        )
+
+
+def _change(record: dict[str, Any]) -> str:
+    event = str(record["event"]).rpartition(".")[2]
+    if record.get("from") == record.get("to") or event != "status_changed":
+        return event
+    return f"{record.get('from') or 'new'} -> {record.get('to')}"
+
+
+def _timeline_table(
+    history: list[dict[str, Any]], with_date: bool, stripe_ids: list[str], console: Console
+) -> None:
     table = Table(
-        "time (UTC)", "event", "from", "to", "try", "HTTP", "Stripe Request-Id", "message"
-    )
+        "time (UTC)", "change", "try", "HTTP", id_column("Stripe Request-Id", stripe_ids),
+        "operator", "message",
+    )  # fmt: skip
     for record in history:
         table.add_row(
-            str(record.get("ts", ""))[11:23],
-            str(record["event"]).rpartition(".")[2],
-            record.get("from") or "",
-            record.get("to") or "",
+            format_ts(record.get("ts"), with_date),
+            _change(record),
             "" if record.get("attempt") is None else str(record["attempt"]),
             str(record.get("http_status") or ""),
             record.get("stripe_request_id") or "",
+            record.get("operator") or "",
             record.get("message") or "",
         )
     console.print(table)
-
-
-def age(ts: float) -> str:
-    """Human age of a unix timestamp, e.g. ``3m12s``."""
-    seconds = int(datetime.now(UTC).timestamp() - ts)
-    minutes, secs = divmod(max(seconds, 0), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

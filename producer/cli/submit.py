@@ -10,7 +10,7 @@ from typing import Any
 from ledger.models import RequestSource
 from producer.api import InvalidSubmission, Producer, SubmitItem, validate_item
 from producer.cli.context import EXIT_BAD_INPUT, CliError, open_ledger
-from producer.intake_file import BadInputFile, read_account_ids
+from producer.intake_file import MAX_REPORTED, BadInputFile, read_account_ids
 
 
 def register(sub: Any) -> None:
@@ -25,21 +25,26 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--reference", default=None, help="event id, policy name or operator (default: login)"
     )
-    parser.add_argument("--reason", default="", help="why these accounts are disconnected")
+    parser.add_argument(
+        "--reason", required=True, help="why these accounts are disconnected (recorded on each)"
+    )
     parser.add_argument("--stripe-account", default=None, help="connected account (acct_…)")
     parser.set_defaults(handler=run)
 
 
 def collect_items(args: argparse.Namespace) -> list[SubmitItem]:
-    """Validate every input before anything is queued; raise CliError (exit 2) on the first bad."""
+    """Validate every input before anything is queued; raise CliError (exit 2) listing every
+    bad one (up to :data:`producer.intake_file.MAX_REPORTED`)."""
     if bool(args.account_ids) == bool(args.file):
         raise CliError("give account ids or --file, not both or neither", EXIT_BAD_INPUT)
+    if not args.reason.strip():
+        raise CliError("--reason must not be empty", EXIT_BAD_INPUT)
     try:
         ids = read_account_ids(args.file) if args.file else list(args.account_ids)
     except BadInputFile as exc:
         raise CliError(str(exc), EXIT_BAD_INPUT) from exc
     reference = args.reference if args.reference is not None else getpass.getuser()
-    items = []
+    items, problems = [], []
     for position, account_id in enumerate(ids, start=1):
         try:
             items.append(
@@ -52,13 +57,17 @@ def collect_items(args: argparse.Namespace) -> list[SubmitItem]:
                 )
             )
         except InvalidSubmission as exc:
-            raise CliError(f"argument {position}: {exc}", EXIT_BAD_INPUT) from exc
+            problems.append(f"argument {position}: {exc}")
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = [f"… and {len(problems) - len(shown)} more"] if len(problems) > len(shown) else []
+        raise CliError("\n".join([*shown, *more, "nothing queued"]), EXIT_BAD_INPUT)
     return items
 
 
 async def run(args: argparse.Namespace) -> int:
     items = collect_items(args)
-    async with open_ledger() as ledger:
+    async with open_ledger(acts=True) as ledger:
         submissions = await Producer(ledger).submit_all(items)
     for item, submission in zip(items, submissions, strict=True):
         verb = "merged into" if submission.merged else "queued as"

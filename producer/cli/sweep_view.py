@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from producer.cli.layout import print_block
 from retention.runs import (
     HEARTBEAT_TTL_SECONDS,
     RUNNING_SWEEP,
@@ -61,21 +63,31 @@ def _progress(console: Console) -> Progress:
     )
 
 
+Explain = Callable[[SweepRun], Awaitable[str | None]]
+
+
 async def follow(
-    runs: SweepRuns, run_id: str, local: asyncio.Task[Any] | None, console: Console
+    runs: SweepRuns,
+    run_id: str,
+    local: asyncio.Task[Any] | None,
+    console: Console,
+    explain: Explain,
 ) -> SweepRun:
-    """Show the run's progress until it is terminal (or the local task running it has ended)."""
+    """Show the run's progress until it is terminal (or the local task running it has ended);
+    while it waits, the bar's label says why (``explain``: :mod:`producer.sweep_waits`)."""
     with _progress(console) as progress:
         listing = progress.add_task("listing", total=None)
         submitting: TaskID | None = None
         while True:
             run = await runs.get(run_id)
-            progress.update(listing, completed=run.scanned, description=_listing_label(run))
+            why = await explain(run)
+            progress.update(listing, completed=run.scanned, description=_listing_label(run, why))
             if run.status == SweepStatus.SUBMITTING or run.submitted + run.merged:
                 if submitting is None:
                     progress.update(listing, total=run.scanned)
                     submitting = progress.add_task("submitting", total=run.selected)
-                progress.update(submitting, completed=run.submitted + run.merged)
+                label = f"submitting: {why}" if why else "submitting"
+                progress.update(submitting, completed=run.submitted + run.merged, description=label)
             if run.status in TERMINAL_SWEEP or (local is not None and local.done()):
                 return await runs.get(run_id)
             if local is None and await _lost(runs, run):
@@ -94,10 +106,11 @@ async def _lost(runs: SweepRuns, run: SweepRun) -> bool:
     return not await runs.redis.exists(runs.heartbeat_key(run.run_id))
 
 
-def _listing_label(run: SweepRun) -> str:
+def _listing_label(run: SweepRun, why: str | None) -> str:
     if run.status == SweepStatus.REQUESTED:
-        return "waiting for a bulk worker (python -m worker --queue bulk)"
-    return f"listing ({run.selected:,} selected)"
+        return why or "waiting for a bulk worker"
+    label = f"listing ({run.selected:,} selected)"
+    return f"{label}: {why}" if why and run.status == SweepStatus.LISTING else label
 
 
 def summary_lines(run: SweepRun, sample_size: int) -> list[str]:
@@ -117,8 +130,6 @@ def summary_lines(run: SweepRun, sample_size: int) -> list[str]:
     if run.apply and run.status == SweepStatus.FINISHED:
         lines.append(f"  submitted {run.submitted:,}  merged into existing {run.merged:,}")
     lines.append(f"  {run.message}")
-    if not run.apply and run.status == SweepStatus.FINISHED:
-        lines.append("  nothing was submitted; run again with --apply to submit")
     return lines
 
 
@@ -147,20 +158,24 @@ def _day(value: Any) -> str:
     return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d")
 
 
-def runs_table(runs: list[SweepRun]) -> list[str]:
-    """``fcd sweeps``: one line per run, newest first."""
-    header = (
-        f"{'run':<29} {'policy':<18} {'trigger':<8} {'mode':<7} {'status':<10} "
-        f"{'started (UTC)':<19} {'examined':>9} {'selected':>9} {'submitted':>9} {'merged':>7}"
-    )
-    lines = [header]
+def print_runs(console: Console, runs: list[SweepRun], reasons: dict[str, str | None]) -> None:
+    """``fcd sweeps``: one block per run, newest first (ids whole at any width, text wrapped),
+    with why a waiting run waits (``reasons`` by run id)."""
+    if not runs:
+        console.print("no sweep runs yet")
     for run in runs:
         started = dt.datetime.fromtimestamp(run.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(
-            f"{run.run_id:<29} {run.policy:<18} {run.trigger:<8} "
-            f"{'apply' if run.apply else 'dry':<7} {run.status.value:<10} {started:<19} "
-            f"{run.scanned:>9,} {run.selected:>9,} {run.submitted:>9,} {run.merged:>7,}"
+        why = reasons.get(run.run_id)
+        print_block(
+            console,
+            [
+                f"{run.run_id}  {run.status.value}  {'apply' if run.apply else 'dry run'}",
+                f"policy {run.policy} ({run.trigger})  started {started} UTC",
+                (
+                    f"examined {run.scanned:,}  selected {run.selected:,}  "
+                    f"submitted {run.submitted:,}  merged {run.merged:,}"
+                ),
+                run.message,
+                f"why: {why}" if why else "",
+            ],
         )
-        if run.message:
-            lines.append(f"    {run.message}")
-    return lines

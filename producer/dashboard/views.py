@@ -1,9 +1,11 @@
-"""The dashboard's handlers: parse the request, call a ledger core, render HTML.
+"""The dashboard's pages: parse the request, read through the cores, render a template.
 
-Every page but the sign-in form needs a signed-in operator (else a redirect to sign in). Actions
-(re-queue, cancel) are POST forms that require a reason; they call the same cores as ``fcd
-requeue`` / ``fcd cancel`` (:mod:`ledger.operator`), with the signed-in operator's name, and
-redirect back with the outcome in the query string (post/redirect/get).
+Every page but the sign-in form needs a signed-in operator (else a redirect to sign in). Pages:
+the overview (cards, kill switch, throughput and outcome charts), requests by any status
+(failed ones filtered by HTTP status or Stripe code and age), one request's timeline, sweep runs
+(progress, why a run waits, cancel) and workers. Live regions refresh from
+``/dashboard/live/<panel>`` (HTML fragments) without reloading the page. The actions (POST) are
+in :mod:`.actions`.
 """
 
 from __future__ import annotations
@@ -11,168 +13,215 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from pydantic import SecretStr
 
-from control.overview import queue_overview
-from ledger.models import RequestNotFound
-from ledger.operator import ActionOutcome, cancel, find_failed, requeue
+from control.overview import queue_overview, redis_location_of
+from control.pause import get_pause
+from control.workers import ENTRY_TTL_SECONDS, WorkerRegistry
+from ledger.models import RequestNotFound, RequestStatus
+from ledger.operator import Failure, count_causes, find_failures
 from ledger.store import Ledger
-from producer.dashboard import auth, render
+from producer.dashboard import auth
+from producer.dashboard.charts import RANGES, outcome_chart
+from producer.dashboard.render import render
 from producer.durations import parse_duration
+from producer.sweep_waits import wait_reason
+from retention.runs import TERMINAL_SWEEP, SweepRuns
 
-FAILED_LIMIT = 200
+LIST_LIMIT = 200
+SWEEPS_LIMIT = 30
+BULK_ACTIONS = {"failed": "requeue", "queued": "cancel", "retry_scheduled": "cancel"}
 
 
 @dataclass(frozen=True)
 class DashboardContext:
-    """What the handlers need: who may sign in, and how to reach the ledger once started."""
+    """What the handlers need: who may sign in, how to reach the ledger once started, and the
+    queue-depth bound sweeps wait on (for "why does it wait")."""
 
     tokens: dict[str, SecretStr] = field(repr=False)
     ledger: Callable[[], Ledger]
+    bulk_queue_max_depth: int = 50_000
 
 
 DASHBOARD = web.AppKey("dashboard", DashboardContext)
 
 
-def _ctx(request: web.Request) -> DashboardContext:
+def ctx(request: web.Request) -> DashboardContext:
     return request.app[DASHBOARD]
 
 
-def _html(text: str, status: int = 200) -> web.Response:
+def html(text: str, status: int = 200) -> web.Response:
     headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
     return web.Response(text=text, content_type="text/html", status=status, headers=headers)
 
 
-def _operator(request: web.Request) -> str:
+def signed_in(request: web.Request) -> str:
     """The signed-in operator, or a redirect to the sign-in form."""
-    ctx = _ctx(request)
-    operator = auth.operator_from_cookie(request.cookies.get(auth.COOKIE), ctx.tokens)
+    operator = auth.operator_from_cookie(request.cookies.get(auth.COOKIE), ctx(request).tokens)
     if operator is None:
         raise web.HTTPSeeOther("/dashboard/login")
     return operator
 
 
-def _message(request: web.Request) -> tuple[str, bool] | None:
+def message(request: web.Request) -> tuple[str, bool] | None:
     text = request.query.get("msg")
     return None if not text else (text, request.query.get("ok") == "1")
 
 
-def _back(path: str, message: str, ok: bool) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"{path}?{urlencode({'msg': message, 'ok': '1' if ok else '0'})}")
+def back(path: str, text: str, ok: bool) -> web.HTTPSeeOther:
+    joiner = "&" if "?" in path else "?"
+    return web.HTTPSeeOther(f"{path}{joiner}{urlencode({'msg': text, 'ok': '1' if ok else '0'})}")
 
 
-async def login_form(request: web.Request) -> web.Response:
-    return _html(render.login_page(None, bool(_ctx(request).tokens)))
-
-
-async def login(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
-    form = await request.post()
-    operator = auth.operator_for_token(str(form.get("token", "")), ctx.tokens)
-    if operator is None or not auth.same_origin(request):
-        return _html(render.login_page("Unknown token.", bool(ctx.tokens)), status=401)
-    response = web.HTTPSeeOther("/dashboard")
-    auth.set_session(response, request, auth.session_cookie(operator, ctx.tokens))
-    raise response
-
-
-async def logout(request: web.Request) -> web.Response:
-    response = web.HTTPSeeOther("/dashboard/login")
-    auth.clear_session(response)
-    raise response
-
-
-def _filters(request: web.Request) -> dict[str, str]:
-    return {k: request.query[k].strip() for k in ("code", "since") if request.query.get(k)}
+async def page(
+    request: web.Request,
+    template: str,
+    nav: str,
+    *,
+    notice: tuple[str, bool] | None = None,
+    **context: Any,
+) -> web.Response:
+    """A full page: the layout's header (operator, Redis, pause), the flash message (``notice``,
+    else the one in the query string) and ``context``."""
+    operator = signed_in(request)
+    ledger = ctx(request).ledger()
+    pause = await get_pause(ledger.redis, key=ledger.pause_key)
+    header = {"redis": str(redis_location_of(ledger.redis)), "paused": pause is not None}
+    return html(
+        render(
+            template, operator=operator, header=header, nav=nav,
+            message=notice or message(request),
+            now=time.time(), live=True, **context,
+        )
+    )  # fmt: skip
 
 
 async def overview(request: web.Request) -> web.Response:
-    operator = _operator(request)
-    ledger = _ctx(request).ledger()
-    filters = _filters(request)
-    message = _message(request)
-    try:
-        since = parse_duration(filters["since"]) if "since" in filters else None
-    except ValueError as exc:
-        since, message = None, (str(exc), False)
-    failed = await find_failed(
-        ledger, since_seconds=since, code=filters.get("code"), limit=FAILED_LIMIT
-    )
-    body = render.overview_page(
-        operator, await queue_overview(ledger), failed, filters, time.time(), message
-    )
-    return _html(body)
+    ledger = ctx(request).ledger()
+    return await page(
+        request, "overview.html", "Overview", title="Overview",
+        overview=await queue_overview(ledger), charts=await _charts(ledger),
+    )  # fmt: skip
+
+
+async def _charts(ledger: Ledger) -> list[Any]:
+    return [await outcome_chart(ledger, name) for name in RANGES]
+
+
+async def requests_page(request: web.Request) -> web.Response:
+    """Requests in one status (any), newest change first; failed ones with filters and causes."""
+    ledger = ctx(request).ledger()
+    status = request.query.get("status", "failed")
+    if status not in {s.value for s in RequestStatus}:
+        status = "failed"
+    filters = {k: request.query[k].strip() for k in ("code", "since") if request.query.get(k)}
+    notice = message(request)
+    rows: list[Failure] = []
+    if status == RequestStatus.FAILED.value:
+        try:
+            since = parse_duration(filters["since"]) if "since" in filters else None
+        except ValueError as exc:
+            since, notice = None, (str(exc), False)
+        rows = await find_failures(
+            ledger, since_seconds=since, code=filters.get("code"), limit=LIST_LIMIT
+        )
+    else:
+        rows = await _in_status(ledger, RequestStatus(status))
+    counts = {s.value: n for s, n in (await ledger.count_by_status()).items()}
+    return await page(
+        request, "requests.html", "Requests", notice=notice, title=f"Requests: {status}",
+        status=status,
+        statuses=[s.value for s in RequestStatus], counts=counts, rows=rows, filters=filters,
+        causes=count_causes(rows), limit=LIST_LIMIT, bulk_action=BULK_ACTIONS.get(status),
+        back=f"/dashboard/requests?{urlencode({'status': status, **filters})}",
+    )  # fmt: skip
+
+
+async def _in_status(ledger: Ledger, status: RequestStatus) -> list[Failure]:
+    ids = await ledger.redis.zrevrange(ledger.status_key(status), 0, LIST_LIMIT - 1)
+    rows = []
+    for raw in ids:
+        try:
+            found = await ledger.get(raw.decode() if isinstance(raw, bytes) else str(raw))
+        except RequestNotFound:
+            continue
+        if found.status == status:
+            rows.append(Failure(found, None))
+    return rows
 
 
 async def lookup(request: web.Request) -> web.Response:
-    _operator(request)
+    signed_in(request)
     ref = request.query.get("ref", "").strip()
     raise web.HTTPSeeOther(f"/dashboard/requests/{quote(ref)}" if ref else "/dashboard")
 
 
 async def request_detail(request: web.Request) -> web.Response:
-    operator = _operator(request)
-    ledger = _ctx(request).ledger()
+    ledger = ctx(request).ledger()
+    ref = request.match_info["ref"]
     try:
-        found = await ledger.resolve(request.match_info["ref"])
+        found = await ledger.resolve(ref)
     except RequestNotFound:
-        body = render.flash(f"No request found for {request.match_info['ref']}.", False)
-        return _html(render.page("Not found", body, operator), status=404)
+        response = await page(
+            request, "not_found.html", "", title="Not found", text=f"No request found for {ref}."
+        )
+        response.set_status(404)
+        return response
     history = await ledger.history(found.request_id)
-    return _html(render.request_page(operator, found, history, _message(request)))
-
-
-async def _reason(request: web.Request) -> str:
-    form = await request.post()
-    return str(form.get("reason", "")).strip()
-
-
-async def _act(request: web.Request, action: str) -> web.Response:
-    operator = _operator(request)
-    if not auth.same_origin(request):
-        return _html(render.page("Refused", render.flash("Cross-site form refused.", False)), 403)
-    request_id = request.match_info["ref"]
-    path = f"/dashboard/requests/{quote(request_id)}"
-    reason = await _reason(request)
-    if not reason:
-        raise _back(path, "A reason is required.", ok=False)
-    core = requeue if action == "requeue" else cancel
-    outcome: ActionOutcome = await core(
-        _ctx(request).ledger(), request_id, operator=operator, reason=reason
+    with_date = (
+        bool(history) and str(history[0].get("ts", ""))[:10] != str(history[-1].get("ts", ""))[:10]
     )
-    raise _back(path, f"{request_id}: {outcome.message}", ok=outcome.ok)
+    return await page(
+        request, "request.html", "Requests", title=found.request_id, item=found,
+        history=history, with_date=with_date,
+    )  # fmt: skip
 
 
-async def requeue_one(request: web.Request) -> web.Response:
-    return await _act(request, "requeue")
+async def sweep_items(request: web.Request) -> list[dict[str, Any]]:
+    """Recent runs with progress, why each waits and whether it can be cancelled."""
+    context = ctx(request)
+    ledger = context.ledger()
+    runs = await SweepRuns(ledger.redis, ledger.prefix, ledger.audit).recent(SWEEPS_LIMIT)
+    items = []
+    for run in runs:
+        percent = round(100 * (run.submitted + run.merged) / run.selected) if run.selected else 0
+        why = await wait_reason(ledger, run, max_queue_depth=context.bulk_queue_max_depth)
+        cancellable = run.status not in TERMINAL_SWEEP
+        items.append({"run": run, "percent": percent, "why": why, "cancellable": cancellable})
+    return items
 
 
-async def cancel_one(request: web.Request) -> web.Response:
-    return await _act(request, "cancel")
+async def sweeps(request: web.Request) -> web.Response:
+    return await page(
+        request, "sweeps.html", "Sweeps", title="Sweeps", sweeps=await sweep_items(request)
+    )
 
 
-async def requeue_shown(request: web.Request) -> web.Response:
-    """Re-queue every failed request matching the posted filters (what the overview showed)."""
-    operator = _operator(request)
-    if not auth.same_origin(request):
-        return _html(render.page("Refused", render.flash("Cross-site form refused.", False)), 403)
-    form = await request.post()
-    reason = str(form.get("reason", "")).strip()
-    code = str(form.get("code", "")).strip() or None
-    since_text = str(form.get("since", "")).strip()
-    if not reason:
-        raise _back("/dashboard", "A reason is required.", ok=False)
-    try:
-        since = parse_duration(since_text) if since_text else None
-    except ValueError as exc:
-        raise _back("/dashboard", str(exc), ok=False) from exc
-    ledger = _ctx(request).ledger()
-    failed = await find_failed(ledger, since_seconds=since, code=code, limit=FAILED_LIMIT)
-    outcomes = [
-        await requeue(ledger, r.request_id, operator=operator, reason=reason) for r in failed
-    ]
-    done = sum(o.ok for o in outcomes)
-    raise _back("/dashboard", f"Re-queued {done} of {len(outcomes)}.", ok=done == len(outcomes))
+async def workers(request: web.Request) -> web.Response:
+    ledger = ctx(request).ledger()
+    alive = await WorkerRegistry(ledger.redis, ledger.prefix).alive()
+    return await page(
+        request, "workers.html", "Workers", title="Workers", workers=alive, ttl=ENTRY_TTL_SECONDS
+    )
+
+
+async def live(request: web.Request) -> web.Response:
+    """A live region's fresh HTML (the refresh script swaps it in; no page reload)."""
+    signed_in(request)
+    ledger = ctx(request).ledger()
+    panel = request.match_info["panel"]
+    now = time.time()
+    if panel == "overview":
+        return html(render("_overview.html", overview=await queue_overview(ledger)))
+    if panel == "charts":
+        return html(render("_charts.html", charts=await _charts(ledger)))
+    if panel == "sweeps":
+        return html(render("_sweeps.html", sweeps=await sweep_items(request)))
+    if panel == "workers":
+        alive = await WorkerRegistry(ledger.redis, ledger.prefix).alive()
+        return html(render("_workers.html", workers=alive, now=now, ttl=ENTRY_TTL_SECONDS))
+    raise web.HTTPNotFound()

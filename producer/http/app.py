@@ -80,6 +80,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     ledger = Ledger.from_settings(redis, settings, audit)
     customers = CustomerLedger(ledger, audit, settings.job_expires_seconds)
     counters = CounterBuffer(redis, settings.key_prefix)
+    ledger.on_terminal = counters.observe_completion  # webhook and dashboard cancels
     inbox = WebhookInbox(redis, settings.key_prefix)
     intake = IntakeService(ledger, customers, EventRegistry(redis, settings.key_prefix), counters)
     app[SERVICES] = Services(

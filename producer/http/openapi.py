@@ -197,8 +197,8 @@ def _ops_paths() -> dict[str, Any]:
         "/healthz": {"get": _plain("liveness", {"200": _json(obj, "Alive.")})},
         "/readyz": {
             "get": _plain(
-                "readiness: Redis reachable and intake not paused",
-                {"200": _json(obj, "Ready."), "503": _json(obj, "Not ready.")},
+                "readiness: Redis reachable (a pause keeps it ready; the body says paused)",
+                {"200": _json(obj, "Ready (paused or not)."), "503": _json(obj, "No Redis.")},
             )
         },
         "/metrics": {"get": _plain("Prometheus metrics", {"200": text})},

@@ -1,5 +1,11 @@
-"""Operations: ``/healthz`` (alive), ``/readyz`` (Redis and not paused), ``/metrics``,
-``/openapi.json``. None of them needs a token; none reveals a secret."""
+"""Operations: ``/healthz`` (alive), ``/readyz`` (can accept and store a request), ``/metrics``,
+``/openapi.json``. None of them needs a token; none reveals a secret.
+
+Readiness means "Redis answers, so a request sent here is stored": a pause (``fcd pause`` or the
+circuit breaker) only stops the workers, so the intake stays ready while paused (other services
+keep queueing deletions, which wait; the dashboard that shows the pause stays reachable) and
+reports the pause in the body and in ``fcd_paused`` / ``fcd_breaker_tripped``.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +23,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 only if Redis answers and the kill switch (``<prefix>paused``) is not set."""
+    """200 while Redis answers, paused or not (the body says which); 503 otherwise."""
     svc = services(request)
     try:
         await svc.redis.ping()
-        paused = await get_pause(svc.redis, key=svc.ledger.pause_key) is not None
+        pause = await get_pause(svc.redis, key=svc.ledger.pause_key)
     except (RedisError, OSError) as exc:
-        body = {"ready": False, "redis": False, "error": type(exc).__name__}
-        return web.json_response(body, status=503)
-    return web.json_response(
-        {"ready": not paused, "redis": True, "paused": paused}, status=503 if paused else 200
-    )
+        failed = {"ready": False, "redis": False, "error": type(exc).__name__}
+        return web.json_response(failed, status=503)
+    body: dict[str, object] = {"ready": True, "redis": True, "paused": pause is not None}
+    if pause is not None:
+        body["pause"] = {"source": pause.source, "at": pause.at.isoformat()}  # no reason: public
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

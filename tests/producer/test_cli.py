@@ -40,7 +40,7 @@ async def test_submit_ids_then_status_json(redis_url: str, namespace: str, ledge
     done = fcd(["submit", "fca_a1", "fca_b2", "--reason", "gdpr"], redis_url, namespace)
     assert done.returncode == 0, done.stderr
     assert "2 submitted: 2 new, 0 merged" in done.stdout
-    again = fcd(["submit", "fca_a1"], redis_url, namespace)
+    again = fcd(["submit", "fca_a1", "--reason", "second event"], redis_url, namespace)
     assert "merged into" in again.stdout
     status = fcd(["status", "fca_a1", "--json"], redis_url, namespace)
     assert status.returncode == 0, status.stderr
@@ -58,12 +58,15 @@ async def test_submit_ids_then_status_json(redis_url: str, namespace: str, ledge
 async def test_bad_line_in_file_queues_nothing(
     redis_url: str, namespace: str, ledger: Ledger, redis: Redis, tmp_path: Path
 ) -> None:
-    """One bad id in a file: exit 2, the error names the line, nothing is queued."""
+    """Bad ids in a file: exit 2, the error names every bad line (up to a limit, then how many
+    more), nothing is queued."""
     path = tmp_path / "ids.txt"
-    path.write_text("fca_ok1\n\nfca_ok2\nnot-an-id\nfca_ok3\n")
-    done = fcd(["submit", "--file", str(path)], redis_url, namespace)
+    path.write_text("fca_ok1\n\nfca_ok2\nnot-an-id\nfca_ok3\nalso bad\n" + "x\n" * 30)
+    done = fcd(["submit", "--file", str(path), "--reason", "r"], redis_url, namespace)
     assert done.returncode == 2
     assert "line 4" in done.stderr and "not-an-id" in done.stderr
+    assert "line 6" in done.stderr and "'also bad'" in done.stderr
+    assert "and 12 more bad lines" in done.stderr and "32 bad lines; nothing queued" in done.stderr
     assert await redis.zcard(ledger.queue_name) == 0
     assert await ledger.requests_for_account("fca_ok1") == []
 
@@ -75,7 +78,9 @@ async def test_csv_file_with_account_id_column(
     path = tmp_path / "ids.csv"
     path.write_text("customer,account_id\ncus_1,fca_c1\ncus_2,fca_c2\n")
     done = fcd(
-        ["submit", "--file", str(path), "--source", "retention_policy"], redis_url, namespace
+        ["submit", "--file", str(path), "--source", "retention_policy", "--reason", "r"],
+        redis_url,
+        namespace,
     )
     assert done.returncode == 0, done.stderr
     request = await ledger.resolve("fca_c2")
@@ -88,7 +93,7 @@ async def test_csv_without_account_id_column_is_rejected(
     """A CSV whose header lacks account_id is a clear error with exit code 2."""
     path = tmp_path / "ids.csv"
     path.write_text("customer,account\ncus_1,fca_c1\n")
-    done = fcd(["submit", "--file", str(path)], redis_url, namespace)
+    done = fcd(["submit", "--file", str(path), "--reason", "r"], redis_url, namespace)
     assert done.returncode == 2
     assert "account_id" in done.stderr
 

@@ -85,14 +85,17 @@ async def request_keys(redis: Redis, namespace: str) -> list[bytes]:
 async def test_dry_run_reports_and_changes_nothing(
     redis_url: str, namespace: str, redis: Redis, policy_file: Path
 ) -> None:
-    """The default is a dry run: counts, breakdowns and a sample printed, no request written."""
+    """The default is a dry run: counts, breakdowns and a sample printed, no request written;
+    the summary says one thing: an apply would be refused, nothing was submitted (never also
+    "run again with --apply")."""
     done = fcd(["sweep", "--policy", "inactive"], fcd_env(redis_url, namespace, policy_file))
     assert done.returncode == 0, done.stderr
     assert "examined 10  selected 6 (60.0%)" in done.stdout
     assert "inactive account" in done.stdout and "Chase" in done.stdout
     assert "fca_i0" in done.stdout  # the sample
-    assert "an apply would be policy 'inactive' refused" in done.stdout
-    assert "nothing was submitted" in done.stdout
+    assert "--apply would be refused (policy 'inactive' refused" in done.stdout
+    assert done.stdout.count("nothing was submitted") == 1
+    assert "run again with --apply" not in done.stdout
     assert await request_keys(redis, namespace) == []
     assert await redis.zcard(f"{namespace}bulk") == 0
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog
+from pydantic import SecretStr
 
 from retention.policy import PolicyError, get_policy, load_policies
 from retention.schedule import InvalidSchedule, parse_cron
+from worker.retention import sweep_cron_jobs
+from worker.settings import WorkerSettings
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "retention_policies.example.toml"
 
@@ -19,6 +23,22 @@ def test_the_example_file_loads_with_customers_read_from_their_file() -> None:
     closed = policies["closed-customers"].rules[0]
     assert closed.customers == frozenset({"cus_EXAMPLE1", "cus_EXAMPLE2"})
     assert policies["legal-hold-release"].file == EXAMPLE.parent / "legal_release.jsonl"
+
+
+def test_the_examples_are_dry_by_default_and_schedule_off_without_policies() -> None:
+    """Copying the example never arms an apply: every scheduled example policy runs dry (the
+    default is dry too); a bulk worker without a policy file logs that its schedule is off."""
+    policies = load_policies(EXAMPLE)
+    scheduled = [p for p in policies.values() if p.schedule]
+    assert scheduled and not any(p.scheduled_apply for p in scheduled)
+    bare = policies["stale-links"].model_copy(update={"scheduled_apply": True})
+    assert bare.digest != policies["stale-links"].digest  # a worker sees the difference
+    settings = WorkerSettings(stripe_api_key=SecretStr("sk_test_x"))
+    with structlog.testing.capture_logs() as logs:
+        assert sweep_cron_jobs(settings) == []
+    assert [(e["event"], e["message"]) for e in logs] == [
+        ("retention.schedule_off", "no retention policies: schedule off")
+    ]
 
 
 def test_a_rule_without_criteria_must_say_select_all(tmp_path: Path) -> None:

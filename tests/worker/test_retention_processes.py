@@ -48,7 +48,8 @@ async def test_scheduled_sweep_runs_once_per_time_across_two_workers(
     policies = tmp_path / "policies.toml"
     policies.write_text(
         '[policies.every-two]\nsource = "file"\nfile = "accounts.jsonl"\n'
-        'schedule = "*/2 * * * * *"\nmax_disconnects = 10\nmax_fraction = 1.0\n'
+        'schedule = "*/2 * * * * *"\nscheduled_apply = true\nmax_disconnects = 10\n'
+        "max_fraction = 1.0\n"
         '[[policies.every-two.rules]]\nreason = "cron test"\nselect_all = true\n'
     )
     settings = env(bulk_ledger, redis_url, process_admin.base, retention_policies=str(policies))

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from control.pause import pause
 from ledger.store import Ledger
 from producer.http.app import create_app
 from producer.http.openapi import UNDOCUMENTED_PREFIXES, build_openapi
@@ -19,18 +20,18 @@ Client = TestClient[Any, Any]
 
 
 async def test_health_and_readiness(intake: Client, ledger: Ledger) -> None:
-    """/healthz is always 200; /readyz is 200 until the kill switch is set, then 503."""
+    """/healthz is always 200; /readyz stays 200 while paused (the intake can still store
+    requests) and says so in its body, without the pause's reason."""
     assert (await intake.get("/healthz")).status == 200
     ready = await intake.get("/readyz")
     assert ready.status == 200 and (await ready.json())["paused"] is False
-    await ledger.redis.set(
-        ledger.pause_key, '{"operator": "t", "reason": "r", "at": "x", "source": "t"}'
-    )
-    try:
-        paused = await intake.get("/readyz")
-        assert paused.status == 503 and (await paused.json())["paused"] is True
-    finally:
-        await ledger.redis.delete(ledger.pause_key)
+    await pause(ledger.redis, "t", "secret-ish reason", "breaker", key=ledger.pause_key)
+    paused = await intake.get("/readyz")
+    body = await paused.json()
+    assert paused.status == 200 and body["ready"] is True and body["paused"] is True
+    assert body["pause"]["source"] == "breaker" and "secret-ish" not in await paused.text()
+    accepted = await intake.post("/v1/disconnect-requests", json=account_body(), headers=BILLING)
+    assert accepted.status == 202
 
 
 async def test_metrics_show_statuses_queue_and_intake_counts(
@@ -44,7 +45,7 @@ async def test_metrics_show_statuses_queue_and_intake_counts(
     text = await resp.text()
     assert resp.content_type == "text/plain"
     assert 'fcd_requests{status="queued"} 1' in text
-    assert 'fcd_queue_jobs{state="all"} 1' in text
+    assert 'fcd_queue_jobs{queue="urgent",state="due"} 1' in text
     assert 'fcd_intake_requests_total{service="billing",outcome="accepted"} 1' in text
     assert 'fcd_intake_requests_total{service="billing",outcome="rejected"} 1' in text
     assert "# TYPE fcd_stripe_calls_total counter" in text
