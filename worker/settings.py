@@ -70,9 +70,9 @@ class WorkerSettings(BaseServiceSettings):
     )
     retry_cap_seconds: float = Field(default=600.0, description="Upper bound of one backoff.")
     precheck_account: bool = Field(
-        default=True,
-        description="Retrieve the account before posting, to tell already-disconnected and "
-        "unknown accounts apart without a write.",
+        default=False,
+        description="Force a retrieve before every post (the old default: two calls per "
+        "disconnect). Off, a retrieve is made only where correctness needs one.",
     )
     idempotency_refresh_seconds: float = Field(
         default=23 * 3600,
