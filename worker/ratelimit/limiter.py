@@ -108,8 +108,9 @@ class RateLimiter:
 
         Never returns without Redis having recorded the grant against the endpoint, global and
         in-flight budgets. Sleeps (no connection held, no polling) for as long as the script says,
-        waits while paused, and while Redis is unreachable retries with capped backoff. Bulk
-        callers wait while any urgent caller is waiting. Raises :class:`LimiterTimeout` if
+        waits while paused, and while Redis is unreachable retries with capped backoff. A caller
+        waits while a class served before its own is waiting (urgent disconnects, urgent reads,
+        then bulk disconnects and reads taking turns; package docstring). Raises :class:`LimiterTimeout` if
         ``timeout`` seconds pass first (wrapping the call in ``asyncio.timeout`` works the same,
         raising plain ``TimeoutError``); on timeout or cancellation no lease is left behind.
         With ``wait_if_paused=False`` a pause raises :class:`LimiterPaused` instead of waiting
