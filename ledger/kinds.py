@@ -18,7 +18,8 @@ The errors every kind raises are here too::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Self, TypeVar
@@ -163,6 +164,26 @@ class RequestKind(Generic[RequestT, StatusT]):
         """Raise :class:`IllegalTransition` unless ``from_status -> to`` is in the table."""
         if to not in self.transitions[from_status]:
             raise IllegalTransition(request_id, from_status, to)
+
+    def follows_table(self, history: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether a request's history is legal for this kind: it starts with the creation
+        record (``None -> initial``) and every later status change continues from the one before
+        along the table. Used by tests, the chaos harness and anyone auditing a history."""
+        changes = [r for r in history if r.get("event") == self.status_changed]
+        if not changes or changes[0].get("from") is not None:
+            return False
+        if changes[0].get("to") != self.initial.value:
+            return False
+        for previous, current in itertools.pairwise(changes):
+            if current.get("from") != previous.get("to"):
+                return False
+            try:
+                before, after = self.statuses(current["from"]), self.statuses(current["to"])
+            except (KeyError, ValueError):
+                return False
+            if after not in self.transitions[before]:
+                return False
+        return True
 
     def job_record(self, request_id: str, enqueue_time_ms: int | None = None) -> dict[str, Any]:
         """arq's record of one job for ``request_id``, as an object (see :mod:`ledger.jobs`)."""

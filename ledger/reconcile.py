@@ -73,9 +73,10 @@ class ReconcileReport:
 
 @dataclass(frozen=True)
 class _JobState:
-    exists: bool
-    queued: bool
-    held: bool  # a worker holds it (arq:in-progress), with a live heartbeat if it is a batch
+    exists: bool  # arq:job:<id> is there
+    queued: bool  # the job is in its queue's sorted set (arq leaves a running job there too)
+    started: bool  # arq:in-progress:<id> is there (a worker took it, alive or not)
+    held: bool  # started, and for a batch its heartbeat is alive
     batch: bool
 
     @property
@@ -85,8 +86,6 @@ class _JobState:
         if self.batch:  # a started batch lives by its heartbeat alone (see the module docstring)
             return self.held or (self.queued and not self.started)
         return self.queued or self.held
-
-    started: bool = False  # arq:in-progress exists (for a batch: whether or not it beats)
 
     def describe(self, job_id: str | None) -> str:
         if not job_id:
@@ -163,9 +162,9 @@ async def _job_states(store: StateStore[Any, Any], batch: list[Any]) -> list[_Jo
             _JobState(
                 exists=has_job and bool(exists),
                 queued=score is not None,
+                started=bool(in_progress),
                 held=has_job and bool(in_progress) and bool(beating),
                 batch=batch_job,
-                started=bool(in_progress),
             )
         )
     return states

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 
 import pytest
@@ -11,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from ledger.audit import STATUS_CHANGED, AuditTrail
+from ledger.audit import AuditTrail
 from ledger.models import (
+    ACCOUNT,
     TERMINAL_STATUSES,
     TRANSITIONS,
     IllegalTransition,
@@ -39,19 +39,6 @@ def test_check_transition_rejects_skipping_in_progress() -> None:
         check_transition("dr_x", RequestStatus.QUEUED, RequestStatus.DISCONNECTED)
 
 
-def _is_legal_history(history: list[dict[str, object]]) -> bool:
-    changes = [h for h in history if h["event"] == STATUS_CHANGED]
-    if not changes or changes[0]["from"] is not None or changes[0]["to"] != "queued":
-        return False
-    for previous, current in itertools.pairwise(changes):
-        if current["from"] != previous["to"]:
-            return False
-        to = RequestStatus(str(current["to"]))
-        if to not in TRANSITIONS[RequestStatus(str(current["from"]))]:
-            return False
-    return True
-
-
 async def _drive(redis_url: str, events: list[RequestStatus]) -> None:
     redis = Redis.from_url(redis_url)
     prefix = f"p{uuid.uuid4().hex[:8]}:"
@@ -70,7 +57,7 @@ async def _drive(redis_url: str, events: list[RequestStatus]) -> None:
             else:
                 assert legal
         history = await ledger.history(submitted.request_id)
-        assert _is_legal_history(history), history
+        assert ACCOUNT.follows_table(history), history
         final = await ledger.get(submitted.request_id)
         assert history[-1]["to"] == final.status.value
     finally:
@@ -86,3 +73,18 @@ def test_random_event_sequences_leave_legal_histories(
 ) -> None:
     """Random attempted transitions against real Redis: illegal ones raise, history stays legal."""
     asyncio.run(_drive(redis_url, events))
+
+
+def test_follows_table_rejects_broken_histories() -> None:
+    """Negative control for the check every history test relies on: a missing creation record,
+    a gap, an illegal move and an unknown status are all refused; a legal life is accepted."""
+    event = ACCOUNT.status_changed
+
+    def life(*moves: tuple[str | None, str]) -> list[dict[str, object]]:
+        return [{"event": event, "from": a, "to": b} for a, b in moves]
+
+    assert ACCOUNT.follows_table(life((None, "queued"), ("queued", "in_progress")))
+    assert not ACCOUNT.follows_table(life(("queued", "in_progress")))
+    assert not ACCOUNT.follows_table(life((None, "queued"), ("in_progress", "disconnected")))
+    assert not ACCOUNT.follows_table(life((None, "queued"), ("queued", "disconnected")))
+    assert not ACCOUNT.follows_table(life((None, "queued"), ("queued", "vanished")))
