@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -108,9 +109,11 @@ def test_every_object_is_valid_for_the_stated_kubernetes_version(
     name, doc = document
     try:
         kubernetes_validate.validate(doc, version, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        path = ".".join(str(p) for p in exc.path)
-        pytest.fail(f"{name} {doc['kind']}/{doc['metadata']['name']} at {path}: {exc.message}")
+        return
+    except jsonschema.ValidationError as exc:  # kubernetes-validate raises it or a subclass
+        where = ".".join(str(p) for p in exc.path)
+        problem = f"{name} {doc['kind']}/{doc['metadata']['name']} at {where}: {exc.message}"
+    pytest.fail(f"Kubernetes {version}: {problem}", pytrace=False)
 
 
 def _intake_paths() -> set[str]:
@@ -139,6 +142,7 @@ def test_probes_ask_the_real_endpoints_on_the_real_port(name: str) -> None:
         ("livenessProbe", "/healthz"),
         ("readinessProbe", "/readyz"),
     ):
+        assert probe in container, f"{name} has no {probe}"
         assert _probe_target(container, probe) == (path, port), (name, probe)
     if _role(deployment) == "intake":
         assert {"/healthz", "/readyz", "/metrics"} <= _intake_paths()
