@@ -46,7 +46,8 @@ install-browser:
 # the alert-rule tests; without it they validate the rules against their schema instead.
 install-promtool:
 	test -x $(TOOLS)/prometheus/usr/bin/promtool || ( \
-	  mkdir -p $(TOOLS)/deb && cd $(TOOLS)/deb && apt-get download prometheus && \
+	  mkdir -p $(TOOLS)/deb && cd $(TOOLS)/deb && \
+	  (apt-get download prometheus || (apt-get update && apt-get download prometheus)) && \
 	  dpkg-deb -x prometheus_*.deb ../prometheus && rm -f prometheus_*.deb )
 
 format: $(STAMP)
