@@ -5,12 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_LOCK := requirements/dev.txt
 TOOLS := .tools
+# The oldest Python the project runs on: requires-python in pyproject.toml (a test keeps them equal).
+MIN_PYTHON := 3.11.3
 
 .PHONY: install lock lock-upgrade lock-check install-browser install-promtool format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep clean
 
 # The virtualenv is exactly the dev lock (rebuilt whenever the lock changes), then the project
 # itself with --no-deps: nothing is resolved at install time. No network beyond the index, no root.
 $(STAMP): $(DEV_LOCK) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' || { \
+	  echo "$(PYTHON) is $$($(PYTHON) -V 2>&1); fc-disconnect needs Python $(MIN_PYTHON) or newer"; \
+	  echo "(requires-python in pyproject.toml): make install PYTHON=/path/to/python3.11"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)

@@ -77,9 +77,9 @@ class Pin:
 def load_inputs(pyproject: Path) -> LockInputs:
     data = tomllib.loads(pyproject.read_text())
     project = data["project"]
-    lower = re.search(r">=\s*(\d+\.\d+)", project["requires-python"])
+    lower = re.search(r">=\s*(\d+\.\d+(?:\.\d+)?)", project["requires-python"])
     if lower is None:
-        raise ValueError("requires-python needs a lower bound (>=X.Y) to lock for")
+        raise ValueError("requires-python needs a lower bound (>=X.Y[.Z]) to lock for")
     return LockInputs(
         runtime=tuple(Requirement(r) for r in project.get("dependencies", [])),
         build=tuple(Requirement(r) for r in data["build-system"]["requires"]),

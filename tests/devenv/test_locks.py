@@ -139,7 +139,7 @@ def test_the_lock_command_is_hermetic_and_hash_pinned() -> None:
     for flag in ("--no-config", "--universal", "--generate-hashes"):
         assert flag in command
     assert command[command.index("--exclude-newer") + 1] == inputs.exclude_newer
-    assert command[command.index("--python-version") + 1] == "3.11"
+    assert command[command.index("--python-version") + 1] == "3.11.3"
     assert command[command.index("--constraint") + 1] == str(RUNTIME_LOCK)
     assert "--constraint" not in compile_command(inputs, RUNTIME_LOCK, uv="uv")
 
@@ -157,6 +157,14 @@ def test_this_environment_is_exactly_the_dev_lock() -> None:
             if installed != str(pin.version):
                 wrong.append(f"{name} {installed} (locked {pin.version})")
     assert not wrong, f"not the dev lock: {wrong}; run make install"
+
+
+def test_make_install_refuses_a_python_older_than_requires_python() -> None:
+    """The Makefile's MIN_PYTHON is pyproject's requires-python floor, so ``make install`` stops
+    at once, with what to do, on an interpreter the project does not support."""
+    makefile = (ROOT / "Makefile").read_text()
+    [floor] = re.findall(r"^MIN_PYTHON := (\S+)$", makefile, re.MULTILINE)
+    assert floor == load_inputs(ROOT / "pyproject.toml").python
 
 
 def test_make_install_and_ci_install_only_from_the_lock() -> None:
