@@ -1,7 +1,7 @@
 """Container health check (the image's ``HEALTHCHECK``): is this container's process alive?
 
 Asks ``GET /healthz`` of the process on loopback: the intake on ``FCD_HTTP_PORT`` (8080), a
-worker on ``FCD_METRICS_PORT`` (9108: the workers' metrics and health port, issue 15); the demo
+worker on ``FCD_METRICS_PORT`` (9108: the workers' metrics and health port); the demo
 image's Stripe emulator is asked for one account on its ``--port``. Which one is running is read
 from PID 1's command line (the image runs one process: ``python -m producer``, ``python -m
 worker`` or ``python -m stripe_emulator``); ``FCD_HEALTHCHECK_URL`` overrides. Exit 0 when it

@@ -1,8 +1,8 @@
 """The /metrics contract the dashboards, alerts and autoscalers may use, and a PromQL reader.
 
-The names and labels below were agreed with the engineer implementing them (issue 15); every
-expression in deploy/ may reference only these. Once the service exposes its own registry of
-metric names, this table should be checked against it rather than kept by hand.
+Every expression in deploy/ may reference only these names and labels. The table is held to
+what the service really exposes (control.exposition, rendered from a real Redis) by
+tests/deploy/test_metrics_contract.py, so a renamed series fails there first.
 
 :func:`selectors` reads the metric names (and matcher labels) out of a PromQL expression without
 a PromQL parser: strings, ranges and grouping clauses are removed, numbers and durations skipped,
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
-    # existing
     "fcd_requests": (GAUGE, frozenset({"status"})),
     "fcd_stripe_calls_total": (COUNTER, frozenset({"endpoint", "outcome"})),
     "fcd_limiter_total": (COUNTER, frozenset({"kind"})),  # grants | waits | rate_limited
@@ -26,7 +25,6 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "fcd_http_responses_total": (COUNTER, frozenset({"code"})),
     "fcd_webhooks_total": (COUNTER, frozenset({"type", "result"})),
     "fcd_webhook_inbox": (GAUGE, frozenset()),
-    # new (issue 15)
     "fcd_queue_jobs": (GAUGE, frozenset({"queue", "state"})),  # state: due | deferred
     "fcd_oldest_pending_request_age_seconds": (GAUGE, frozenset({"queue"})),
     "fcd_paused": (GAUGE, frozenset()),

@@ -132,7 +132,7 @@ def _probe_target(container: dict[str, Any], probe: str) -> tuple[str, int]:
 def test_probes_ask_the_real_endpoints_on_the_real_port(name: str) -> None:
     """Liveness and startup ask /healthz, readiness /readyz, on the port the process listens on:
     the intake's FCD_HTTP_PORT (routes taken from the real app), a worker's FCD_METRICS_PORT
-    (the port issue 15 adds to workers for /metrics, /healthz and /readyz)."""
+    (where workers serve /metrics, /healthz and /readyz)."""
     deployment = _deployments()[name]
     container = _container(deployment)
     port_setting = "FCD_HTTP_PORT" if _role(deployment) == "intake" else "FCD_METRICS_PORT"
@@ -147,6 +147,8 @@ def test_probes_ask_the_real_endpoints_on_the_real_port(name: str) -> None:
     if _role(deployment) == "intake":
         assert {"/healthz", "/readyz", "/metrics"} <= _intake_paths()
         assert IntakeSettings.model_fields["http_port"].default == port
+    else:  # the Procfile test asks a real worker's /healthz, /readyz and /metrics on its port
+        assert WorkerSettings.model_fields["metrics_port"].default == port
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port)
 

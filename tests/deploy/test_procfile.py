@@ -35,6 +35,9 @@ PROCFILE = ROOT / "Procfile"
 TERMINAL = {"disconnected", "already_disconnected", "not_found", "failed", "cancelled"}
 STARTED = re.compile(r"(\S+) started \(pid=(\d+)\)")
 LISTENING = re.compile(r"web\.1\s*\| .*listening on (http://\S+)")
+METRICS_PORT = re.compile(
+    r'(worker(?:-bulk)?\.\d+)\s*\| .*"port": (\d+), "event": "worker\.metrics_listening"'
+)
 WORKERS = 2
 
 
@@ -67,6 +70,10 @@ class Honcho:
                 return found.group(1)
             await asyncio.sleep(0.1)
         pytest.fail(f"web did not say where it listens:\n{self.text()}")
+
+    def metrics_ports(self) -> dict[str, int]:
+        """Each worker process's metrics port, from its own ``worker.metrics_listening`` line."""
+        return {name: int(port) for name, port in METRICS_PORT.findall(self.text())}
 
     def stop(self) -> None:
         """SIGTERM honcho (it stops its processes); anything left is killed by its session."""
@@ -136,11 +143,36 @@ async def _wait_terminal(
     return done
 
 
+async def _worker_endpoints(session: aiohttp.ClientSession, honcho: Honcho) -> dict[str, str]:
+    """/metrics of every worker process, each on its own port, once all three listen and have
+    registered; /healthz and /readyz answer 200 there too. Bounded wait, never timed."""
+    expected = {"worker.1", "worker.2", "worker-bulk.1"}
+    deadline = time.monotonic() + 60
+    while True:
+        honcho.alive()
+        ports = honcho.metrics_ports()
+        metrics: dict[str, str] = {}
+        if set(ports) == expected:
+            for name, port in ports.items():
+                for path in ("/healthz", "/readyz", "/metrics"):
+                    async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+                        assert response.status == 200, (name, path, await response.text())
+                        metrics[name] = await response.text()
+            registered = 'fcd_workers{queue="urgent"} 2' in metrics["worker-bulk.1"]
+            if registered and 'fcd_workers{queue="bulk"} 1' in metrics["worker.1"]:
+                assert len(set(ports.values())) == len(ports), ports
+                return metrics
+        assert time.monotonic() < deadline, f"workers not all serving metrics:\n{honcho.text()}"
+        await asyncio.sleep(0.2)
+
+
 async def test_requests_through_web_are_finished_by_the_procfile_workers(
     honcho: Honcho, process_admin: EmulatorAdmin
 ) -> None:
     """Submit accounts to ``web:`` over HTTP; every one ends ``disconnected`` at the emulator,
-    done by a process that honcho started as ``worker.N`` (its session), not by web or bulk."""
+    done by a process that honcho started as ``worker.N`` (its session), not by web or bulk.
+    Each worker process serves /healthz, /readyz and /metrics on the port the platform gave it
+    (``$PORT``), and the fleet's metrics count both urgent workers and the bulk one."""
     base = await honcho.web_url()
     accounts = await process_admin.create_accounts(6)
     items = [
@@ -154,14 +186,20 @@ async def test_requests_through_web_are_finished_by_the_procfile_workers(
             results = (await response.json())["results"]
         ids = [result["result"]["request_ids"][0] for result in results]
         finished = await _wait_terminal(session, base, ids, honcho)
+        metrics = await _worker_endpoints(session, honcho)
     pids = honcho.pids()
     assert {f"worker.{n}" for n in range(1, WORKERS + 1)} | {"web.1", "worker-bulk.1"} <= set(pids)
     worker_sessions = {pids[f"worker.{n}"] for n in range(1, WORKERS + 1)}
     for request_id, body in finished.items():
         assert body["status"] == "disconnected", body
-        [done] = [h for h in body["history"] if h.get("to") == "disconnected"]
+        [done] = [
+            h
+            for h in body["history"]
+            if h["event"] == "disconnect.status_changed" and h["to"] == "disconnected"
+        ]
         pid = int(done["worker"].rsplit(":", 1)[1])
         assert os.getsid(pid) in worker_sessions, f"{request_id} done by pid {pid}"
     for account in accounts:
         assert (await process_admin.account(account))["status"] == "disconnected"
+    assert "fcd_worker_heartbeat_timestamp_seconds" in metrics["worker.2"]
     honcho.alive()  # and nothing of the Procfile stopped meanwhile

@@ -114,13 +114,15 @@ def test_alert_expressions_use_only_contract_metrics() -> None:
 
 def test_the_promised_alerts_exist_with_severity_and_runbook() -> None:
     """Breaker tripped, oldest request over SLO, failed rate and no heartbeat are alerts; each
-    alert has a severity and links a runbook section that exists."""
+    alert is in the runbook's table, has a severity and links a runbook section that exists."""
     rules = _rules()
     assert {rule["alert"] for rule in rules} >= REQUIRED_ALERTS
     anchors = {
         _anchor(line[3:]) for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")
     }
+    runbook = RUNBOOK.read_text()
     for rule in rules:
+        assert f"`{rule['alert']}`" in runbook, f"the runbook's alert table lacks {rule['alert']}"
         assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
         page, _, anchor = rule["annotations"]["runbook"].partition("#")
         assert page == "deploy/runbook.md" and anchor in anchors, (rule["alert"], anchor)
