@@ -71,6 +71,18 @@ class Honcho:
             await asyncio.sleep(0.1)
         pytest.fail(f"web did not say where it listens:\n{self.text()}")
 
+    @contextlib.contextmanager
+    def explain_refusals(self) -> Iterator[None]:
+        """A refused connection mostly means a process stopped and honcho stopped the rest: then
+        fail with honcho's output rather than the bare connection error."""
+        try:
+            yield
+        except aiohttp.ClientConnectionError:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(30)
+            self.alive()
+            raise
+
     def metrics_ports(self) -> dict[str, int]:
         """Each worker process's metrics port, from its own ``worker.metrics_listening`` line."""
         return {name: int(port) for name, port in METRICS_PORT.findall(self.text())}
@@ -166,15 +178,11 @@ async def _worker_endpoints(session: aiohttp.ClientSession, honcho: Honcho) -> d
         await asyncio.sleep(0.2)
 
 
-async def test_requests_through_web_are_finished_by_the_procfile_workers(
-    honcho: Honcho, process_admin: EmulatorAdmin
-) -> None:
-    """Submit accounts to ``web:`` over HTTP; every one ends ``disconnected`` at the emulator,
-    done by a process that honcho started as ``worker.N`` (its session), not by web or bulk.
-    Each worker process serves /healthz, /readyz and /metrics on the port the platform gave it
-    (``$PORT``), and the fleet's metrics count both urgent workers and the bulk one."""
-    base = await honcho.web_url()
-    accounts = await process_admin.create_accounts(6)
+async def _submit_and_finish(
+    honcho: Honcho, base: str, accounts: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Submit the accounts to web as one batch; wait until each request is terminal and every
+    worker serves its metrics."""
     items = [
         {"account_id": a, "event_id": f"procfile-{a}", "reason": "user deleted"} for a in accounts
     ]
@@ -187,6 +195,20 @@ async def test_requests_through_web_are_finished_by_the_procfile_workers(
         ids = [result["result"]["request_ids"][0] for result in results]
         finished = await _wait_terminal(session, base, ids, honcho)
         metrics = await _worker_endpoints(session, honcho)
+    return finished, metrics
+
+
+async def test_requests_through_web_are_finished_by_the_procfile_workers(
+    honcho: Honcho, process_admin: EmulatorAdmin
+) -> None:
+    """Submit accounts to ``web:`` over HTTP; every one ends ``disconnected`` at the emulator,
+    done by a process that honcho started as ``worker.N`` (its session), not by web or bulk.
+    Each worker process serves /healthz, /readyz and /metrics on the port the platform gave it
+    (``$PORT``), and the fleet's metrics count both urgent workers and the bulk one."""
+    base = await honcho.web_url()
+    accounts = await process_admin.create_accounts(6)
+    with honcho.explain_refusals():
+        finished, metrics = await _submit_and_finish(honcho, base, accounts)
     pids = honcho.pids()
     assert {f"worker.{n}" for n in range(1, WORKERS + 1)} | {"web.1", "worker-bulk.1"} <= set(pids)
     worker_sessions = {pids[f"worker.{n}"] for n in range(1, WORKERS + 1)}
