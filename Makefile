@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_LOCK := requirements/dev.txt
 TOOLS := .tools
 # The oldest Python the project runs on: requires-python in pyproject.toml (a test keeps them equal).
-MIN_PYTHON := 3.11.3
+MIN_PYTHON := 3.11
 
 .PHONY: install lock lock-upgrade lock-check install-browser install-promtool format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep clean
 

@@ -139,7 +139,7 @@ def test_the_lock_command_is_hermetic_and_hash_pinned() -> None:
     for flag in ("--no-config", "--universal", "--generate-hashes"):
         assert flag in command
     assert command[command.index("--exclude-newer") + 1] == inputs.exclude_newer
-    assert command[command.index("--python-version") + 1] == "3.11.3"
+    assert command[command.index("--python-version") + 1] == "3.11"
     assert command[command.index("--constraint") + 1] == str(RUNTIME_LOCK)
     assert "--constraint" not in compile_command(inputs, RUNTIME_LOCK, uv="uv")
 
