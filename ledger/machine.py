@@ -9,9 +9,9 @@ Contracts (for every kind declared as a :class:`ledger.kinds.RequestKind`):
   :class:`StaleTransition`. Illegal moves raise :class:`IllegalTransition` before anything is
   sent.
 - Exactly one audit record per change, published after the script succeeded, identical to the
-  one stored in the history. The script and the publication run as one unit under
-  :func:`asyncio.shield` (:meth:`StateStore.published`): a caller cancelled while awaiting the
-  script's reply still publishes.
+  one stored in the history. The script and the publication run as one unit in a task of their
+  own (:meth:`StateStore.published`, :func:`ledger.detached.run_detached`): a caller cancelled
+  while awaiting the script's reply still publishes.
 - Moving into the kind's running status writes a fresh claim token; moving out of it compares
   the token of the caller's snapshot (older data without a token is compared on status and job).
 - :meth:`StateStore.reenqueue` gives a waiting request whose job is lost a fresh one without a
@@ -23,8 +23,6 @@ Kinds add their own creation and reads on top (:class:`ledger.store.Ledger` for 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
 import time
@@ -35,6 +33,7 @@ from redis.asyncio import Redis
 
 from ledger import lua
 from ledger.audit import AuditTrail, TransitionDetails, process_name
+from ledger.detached import run_detached
 from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, batch_heartbeat_key
 from ledger.kinds import (
     IllegalTransition,
@@ -128,15 +127,10 @@ class StateStore(Generic[RequestT, StatusT]):
         async def unit() -> R:
             return publish(await step)
 
-        task = asyncio.ensure_future(unit())
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # Finish the write's publication before honouring the cancellation, so the caller
-            # (and a shutdown closing Redis and the audit file after it) sees a settled ledger.
-            with contextlib.suppress(Exception):
-                await task
-            raise
+        # Detached: a cancelled caller finishes the publication before honouring the
+        # cancellation, so it (and a shutdown closing Redis and the audit file after it) sees a
+        # settled ledger.
+        return await run_detached(unit())
 
     # -- reads --------------------------------------------------------------------------------
 

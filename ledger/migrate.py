@@ -22,6 +22,7 @@ from redis.exceptions import LockError
 
 from ledger.customer_models import CustomerStatus
 from ledger.customers import CustomerLedger
+from ledger.detached import run_detached
 from ledger.records import text
 from ledger.store import Ledger
 
@@ -65,7 +66,7 @@ async def migrate(ledger: Ledger, *, dry_run: bool = False) -> MigrationReport:
             await ledger.redis.set(schema_key(ledger), SCHEMA_VERSION)
     finally:
         with contextlib.suppress(LockError):
-            await lock.release()
+            await run_detached(lock.release())
     return MigrationReport(current, current if dry_run else SCHEMA_VERSION, indexed, dry_run)
 
 

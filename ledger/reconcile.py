@@ -40,6 +40,7 @@ from redis.exceptions import LockError
 
 from ledger.audit import TransitionDetails
 from ledger.customers import CustomerLedger
+from ledger.detached import run_detached
 from ledger.jobs import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, batch_heartbeat_key
 from ledger.kinds import StaleTransition
 from ledger.machine import StateStore
@@ -122,7 +123,7 @@ async def reconcile(
             await _reconcile_kind(store, report, lease_seconds, operator)
     finally:
         with contextlib.suppress(LockError):  # expired meanwhile: nothing to release
-            await lock.release()
+            await run_detached(lock.release())
     return report
 
 

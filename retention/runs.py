@@ -50,6 +50,7 @@ from redis.exceptions import LockError
 
 from ledger import lua
 from ledger.audit import AuditTrail, build_record, process_name
+from ledger.detached import run_detached
 from ledger.models import RequestSource, new_request_id
 
 SWEEP_STARTED = "sweep.started"
@@ -359,7 +360,7 @@ async def recover_runs(
         await _recover(runs, job_key_prefix, dry_run, now, found)
     finally:
         with contextlib.suppress(LockError):
-            await lock.release()
+            await run_detached(lock.release())
     return found
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ledger.bulk import BulkItem, BulkResult, submit_many
+from ledger.detached import run_detached
 from ledger.store import Ledger
 from retention.policy import RetentionPolicy
 from retention.runs import HEARTBEAT_SECONDS, SweepRun, SweepRuns, SweepStatus
@@ -66,7 +67,7 @@ async def policy_lock(runs: SweepRuns, run: SweepRun, ttl_seconds: float) -> Asy
         await runs.update(run.run_id, lock_token=token)
         yield
     finally:
-        await asyncio.shield(runs.unlock(run.policy, token))
+        await run_detached(runs.unlock(run.policy, token))
 
 
 async def run_sweep(
@@ -96,11 +97,11 @@ async def run_sweep(
     except asyncio.CancelledError:
         if watcher.done() and not watcher.cancelled() and watcher.result():
             return await runs.get(run.run_id)
-        await asyncio.shield(runs.finish(run, SweepStatus.FAILED, "CancelledError"))
+        await run_detached(runs.finish(run, SweepStatus.FAILED, "CancelledError"))
         raise
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        await asyncio.shield(runs.finish(run, SweepStatus.FAILED, message))
+        await run_detached(runs.finish(run, SweepStatus.FAILED, message))
         raise
     finally:
         watcher.cancel()

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ledger.audit import TransitionDetails
+from ledger.detached import run_detached
 from ledger.kinds import StaleTransition, TrackedRequest
 from ledger.machine import StateStore
 
@@ -56,7 +57,7 @@ async def claim(
     try:
         return await _claim(store, request, job_id, resume_note, updates)
     except asyncio.CancelledError:
-        await asyncio.shield(give_back_if_claimed(store, request.request_id, job_id))
+        await run_detached(give_back_if_claimed(store, request.request_id, job_id))
         raise
 
 

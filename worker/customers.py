@@ -36,6 +36,7 @@ from control.pause import get_pause
 from ledger.audit import AuditTrail, TransitionDetails
 from ledger.customer_models import CustomerJob, CustomerRequest, CustomerStatus
 from ledger.customers import CustomerLedger
+from ledger.detached import run_detached
 from ledger.models import ACCOUNT_ID_RE, StaleTransition
 from worker.calls import DisconnectDeps, call_stripe, trip_breaker
 from worker.claims import JobResult, claim, give_back
@@ -103,7 +104,7 @@ async def _list_then_finish(
     try:
         parent = await list_and_submit(deps, parent)
     except asyncio.CancelledError:
-        await asyncio.shield(give_back(customers, parent, TransitionDetails(CANCELLED_NOTE)))
+        await run_detached(give_back(customers, parent, TransitionDetails(CANCELLED_NOTE)))
         raise
     except LimiterPaused:
         return await _hand_back(deps, parent, TransitionDetails(message=PAUSED_NOTE))

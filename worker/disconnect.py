@@ -30,6 +30,7 @@ import structlog
 
 from control.pause import get_pause
 from ledger.audit import TransitionDetails
+from ledger.detached import run_detached
 from ledger.models import DisconnectRequest, RequestStatus, StaleTransition
 from worker.attempt import ClaimLost, DisconnectDeps, Outcome, locked_attempt
 from worker.calls import trip_breaker
@@ -67,7 +68,7 @@ async def run_disconnect(
         try:
             outcome = await locked_attempt(deps, request)
         except asyncio.CancelledError:
-            await asyncio.shield(give_back(ledger, request, TransitionDetails(CANCELLED_NOTE)))
+            await run_detached(give_back(ledger, request, TransitionDetails(CANCELLED_NOTE)))
             raise
         except ClaimLost:
             log.info("job.claim_lost")

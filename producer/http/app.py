@@ -24,6 +24,7 @@ from events.apply import apply_event
 from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail, process_name
 from ledger.customers import CustomerLedger
+from ledger.detached import run_detached
 from ledger.event_ids import EventRegistry
 from ledger.store import Ledger
 from producer.dashboard import setup_dashboard
@@ -113,7 +114,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
-            await counters.flush()
+            await run_detached(counters.flush())  # this task is cancelled at shutdown
         await redis.aclose()
         audit.close()
 

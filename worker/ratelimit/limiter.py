@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from control.pause import PAUSE_KEY, PauseState
 from ledger import lua
 from ledger.backoff import full_jitter
+from ledger.detached import run_detached
 from worker.ratelimit import scripts
 from worker.ratelimit.budget import LimiterSnapshot, Permit, Priority, RateBudget
 from worker.ratelimit.errors import LimiterPaused, LimiterTimeout, UnknownEndpoint
@@ -123,10 +124,10 @@ class RateLimiter:
             async with asyncio.timeout(timeout):
                 return await self._acquire(endpoint, priority, lease_id, wait_if_paused)
         except TimeoutError as exc:
-            await self._forget(lease_id)
+            await run_detached(self._forget(lease_id))
             raise LimiterTimeout(endpoint, timeout) from exc
         except BaseException:
-            await self._forget(lease_id)
+            await run_detached(self._forget(lease_id))
             raise
 
     @contextlib.asynccontextmanager
@@ -235,7 +236,7 @@ class RateLimiter:
 
     async def _release(self, lease_id: str) -> None:
         try:
-            await self._redis.zrem(self._key("leases"), lease_id)
+            await run_detached(self._redis.zrem(self._key("leases"), lease_id))
         except (redis_errors.RedisError, OSError) as exc:
             # The lease expires on its own after lease_seconds; nothing else to do.
             _log.warning("limiter.release_failed", lease_id=lease_id, error=repr(exc))

@@ -21,6 +21,7 @@ from typing import Final, Self
 from redis.asyncio import Redis
 from redis.exceptions import LockError
 
+from ledger.detached import run_detached
 from worker.ratelimit.errors import AccountBusy
 
 ACCOUNT_LOCK_PREFIX: Final = "fcd:lock:account:"
@@ -59,7 +60,7 @@ class AccountLock:
             return False
         self._held = False
         with contextlib.suppress(LockError):
-            await self._lock.release()
+            await run_detached(self._lock.release())
             return True
         return False
 
