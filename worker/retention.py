@@ -13,7 +13,7 @@ guard, never forced). A bulk worker without policies, or whose policies have no 
 
 Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
 rate limiter's ``slot("list", priority="bulk")``, counted and timed like every other Stripe call
-(:func:`worker.attempt.metered_call`); transient errors are retried with the worker's backoff a
+(:func:`worker.calls.metered_call`); transient errors are retried with the worker's backoff a
 few times, then the run fails. A policy naming connected accounts (``stripe_accounts``, or
 ``"all"``: every account ``GET /v1/accounts`` lists, paged through the same ``list`` budget)
 lists each of them with its ``Stripe-Account`` after the key's own accounts
