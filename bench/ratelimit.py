@@ -1,8 +1,9 @@
 """``make bench-ratelimit``: does the shared limiter keep every worker under Stripe's limit while
-using nearly all of it? Compared, in one run, with a naive fixed-window limiter.
+using nearly all of it, and what does a disconnect cost in Stripe calls? One command, one run,
+two tables; ``uptime`` is printed before and after (the machine is shared).
 
-Scenarios (each with a fresh emulator enforcing 25 disconnects/s on the endpoint, realistic
-latency, 4 worker processes, ``--requests`` requests, precheck off so every call is a disconnect):
+The limiter (each scenario with a fresh emulator enforcing 25 disconnects/s on the endpoint,
+realistic latency, 4 worker processes, ``--requests`` user deletions, every call a disconnect):
 
 1. the shared GCRA limiter set to 24/s;
 2. a naive fixed-window counter (INCR per wall-clock second) set to 24/s, run the same way;
@@ -11,12 +12,17 @@ latency, 4 worker processes, ``--requests`` requests, precheck off so every call
 
 Figures come from the emulator's own request log: achieved rate of successful disconnects, 429
 count, and the most calls in any sliding 1 s and 100 ms window.
+
+One call per disconnect (issue 13; scenarios 4-7, see ``bench/ratelimit_calls.py``): a sweep with
+a test key, the same with the old precheck as the baseline, single requests with a live key, and
+user deletions during a sweep.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from ratelimit_calls import SCENARIOS, CallsResult, print_calls_table, run_calls_scenario
 from redis.asyncio import Redis
 
 from devenv.processes import ProcessGroup, start_emulator, worker_env
@@ -208,21 +215,32 @@ def print_table(results: list[Result]) -> None:
     )
 
 
-async def run_all(args: argparse.Namespace, redis_url: str) -> list[Result]:
+async def run_all(
+    args: argparse.Namespace, redis_url: str
+) -> tuple[list[Result], list[CallsResult]]:
     scenarios = [
         Scenario("shared GCRA limiter", "gcra", args.rate),
         Scenario("naive fixed window (baseline)", "naive", args.rate),
         Scenario("shared GCRA, set too high", "gcra", args.overload_rate),
     ]
-    scenarios = [s for n, s in enumerate(scenarios, start=1) if not args.only or n in args.only]
+    chosen = [n for n in range(1, len(scenarios) + len(SCENARIOS) + 1) if n in (args.only or [n])]
     with tempfile.TemporaryDirectory(prefix="fcd-bench-") as tmp:
         results = []
-        for scenario in scenarios:
+        for scenario in (s for n, s in enumerate(scenarios, start=1) if n in chosen):
             print(f"running: {scenario.name} at {scenario.rate}/s ...", flush=True)
             result = await run_scenario(scenario, redis_url, args.requests, args.workers, Path(tmp))
             results.append(result)
             print_table([result])  # as it happens; the full table follows at the end
-        return results
+        calls = []
+        for n, call_scenario in enumerate(SCENARIOS, start=len(scenarios) + 1):
+            if n not in chosen:
+                continue
+            print(f"running: {call_scenario.name} ...", flush=True)
+            calls.append(
+                await run_calls_scenario(call_scenario, redis_url, args.requests, Path(tmp))
+            )
+            print_calls_table(calls[-1:])
+        return results, calls
 
 
 def run_worker(limiter: str) -> int:
@@ -247,9 +265,20 @@ def main() -> int:
     if args.worker:
         return run_worker(args.worker)
     configure_logging(LogFormat.JSON, "WARNING")
+    print("uptime before:", uptime(), flush=True)
     with redis_url_for_run() as redis_url:
-        print_table(asyncio.run(run_all(args, redis_url)))
+        results, calls = asyncio.run(run_all(args, redis_url))
+    print("\nuptime after:", uptime())
+    if results:
+        print_table(results)
+    if calls:
+        print()
+        print_calls_table(calls)
     return 0
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 if __name__ == "__main__":

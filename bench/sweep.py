@@ -67,7 +67,11 @@ async def bulk_submit(ledger: Ledger, count: int) -> tuple[float, float, dict[st
     """Submit ``count`` sweep requests; return (requests/s, bytes per request, what one pending
     request's keys cost: its own keys whole, its share of its batch job and of the two sorted
     sets it is an entry of)."""
-    items = [BulkItem(f"fca_bench{n}", "bench retention", "bench") for n in range(count)]
+    listed_at = int(time.time())  # as a sweep's requests carry their listing (issue 13)
+    items = [
+        BulkItem(f"fca_bench{n}", "bench retention", "bench", None, "active", listed_at)
+        for n in range(count)
+    ]
     before = await used_memory(ledger.redis)
     started = time.perf_counter()
     result = await submit_many(ledger, items)

@@ -150,7 +150,13 @@ async def run(redis_url: str, workdir: Path) -> int:
     configure_logging(LogFormat.JSON, "WARNING")
     audit_dir = workdir / "audit"
     try:
-        base = start_emulator(group, accounts=ACCOUNTS)
+        # Stripe documents neither answer to disconnecting an already-disconnected account;
+        # the demo's emulator gives the 400, which says so itself. After the other (a 200) a
+        # request is recorded disconnected until Stripe's event shows who made the transition
+        # (README, "Worker outcomes"); the demo runs no intake to apply events.
+        base = start_emulator(
+            group, accounts=ACCOUNTS, extra=["--already-disconnected-mode", "400"]
+        )
         console.print(f"emulator at {base}; logs in {group.log_dir}")
         for n in range(WORKERS):
             env = worker_env(redis_url, base, audit_log_path=str(audit_dir / f"worker{n}.jsonl"))

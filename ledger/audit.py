@@ -8,10 +8,17 @@ Vocabulary (the ``event`` field):
 - ``service.paused`` / ``service.resumed``: the kill switch was set (by ``fcd pause`` or by the
   circuit breaker after a 401/403, logged at error level) or lifted; ``operator`` and ``message``
   say who and why.
-- ``disconnect.confirmed``: Stripe's ``financial_connections.account.disconnected`` webhook for a
-  disconnect this service made (matched by our ``Idempotency-Key``); in the request's history.
-- ``account.externally_disconnected``: that webhook for a disconnect someone else made (e.g. the
-  user at their bank); in the account's history. A waiting request for it is then cancelled.
+- ``disconnect.confirmed``: Stripe's ``financial_connections.account.disconnected`` event (a
+  webhook, or the events catch-up) for a disconnect this service made (it names our
+  ``Idempotency-Key``, or names no request and was created after our first call); in the
+  request's history, ``evidence`` = ``event``.
+- ``disconnect.contradicted``: that event shows the account was disconnected *before* the first
+  call of a request recorded ``disconnected`` (Stripe answers 200 to an already-disconnected
+  account too): the request was in fact already disconnected. Terminal statuses never change, so
+  this note is the correction; ``evidence`` = ``event``.
+- ``account.externally_disconnected``: that event for a disconnect someone else made (e.g. the
+  user at their bank); in the account's history. A waiting request for it is then cancelled, and
+  a later request for the account ends ``already_disconnected`` without calling Stripe.
 - ``customer.status_changed`` / ``customer.children_added``: a customer-level request (``cr_…``)
   moved, or one page of its accounts got child requests (``message`` names the customer and
   count); in the parent's history (see ``ledger.customers``).
@@ -27,7 +34,12 @@ A request's history is stored compactly (no null fields, none of the request's o
 :meth:`Ledger.history` restores every key. Every record carries the same keys (absent values are
 ``null``) so that machines can query the file:
 request_id, account_id, from, to, attempt, source, reference, reason, job_id, worker,
-stripe_request_id, http_status, stripe_error_code, message, duration_ms, operator, ts.
+stripe_request_id, http_status, stripe_error_code, message, evidence, duration_ms, operator, ts.
+
+``evidence`` (issue 13) says how an outcome was established; it is set on the records that
+decide one (a terminal status from a worker, a confirmation or contradiction from an event) and
+null elsewhere, and in every record stored before the field existed (reads fill absent keys with
+null, so older histories read back unchanged). Its values are :class:`Evidence`.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import re
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +58,28 @@ import structlog
 
 STATUS_CHANGED = "disconnect.status_changed"
 MERGED = "disconnect.merged"
+CONFIRMED = "disconnect.confirmed"
+CONTRADICTED = "disconnect.contradicted"
+EXTERNALLY_DISCONNECTED = "account.externally_disconnected"
+
+
+class Evidence(StrEnum):
+    """How an outcome was established: the ``evidence`` field of the record that states it."""
+
+    #: The sweep listing the request came from said ``disconnected``: no call was made.
+    LISTING = "listing"
+    #: An earlier request of ours for the account ended ``disconnected`` or
+    #: ``already_disconnected`` (Stripe never reconnects an account): no call was made.
+    LEDGER = "ledger"
+    #: Stripe's answer to the disconnect call itself (a 200, a 404, a 400 whose code says why).
+    ANSWER = "answer"
+    #: A retrieve of the account (after a 5xx, a replayed error, an unrecognised 400, a key
+    #: older than the idempotency window, or because ``FCD_PRECHECK_ACCOUNT`` forces one).
+    RETRIEVE = "retrieve"
+    #: Stripe's ``financial_connections.account.disconnected`` event (webhook or catch-up),
+    #: as it arrived, or as applied earlier (``account.externally_disconnected``: no call).
+    EVENT = "event"
+
 
 RECORD_KEYS = (
     "event",
@@ -62,6 +97,7 @@ RECORD_KEYS = (
     "http_status",
     "stripe_error_code",
     "message",
+    "evidence",
     "duration_ms",
     "operator",
     "ts",
@@ -104,6 +140,7 @@ class TransitionDetails:
     stripe_error_code: str | None = None
     duration_ms: float | None = None
     operator: str | None = None
+    evidence: Evidence | None = None
 
 
 def build_record(event: str, **fields: Any) -> dict[str, Any]:

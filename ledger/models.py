@@ -157,6 +157,12 @@ class DisconnectRequest(TrackedRequest):
     last_error_code: str | None = None
     last_stripe_request_id: str | None = None
     parent_id: str | None = None
+    #: A sweep request's account ``status`` in the listing (or file) it was selected from, and
+    #: when that page was read (unix seconds; absent for a file). ``disconnected`` ends the
+    #: request ``already_disconnected`` without a call; anything else is posted without a
+    #: retrieve. Absent on every other request.
+    listed_status: str | None = None
+    listed_at: int | None = None
     #: Stored at creation; an urgent submission merged into a waiting bulk request promotes it.
     #: Requests recorded before the field existed take it from their source.
     priority: RequestPriority = RequestPriority.URGENT

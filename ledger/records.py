@@ -64,6 +64,7 @@ def request_record(
         "message": d.message,
         "duration_ms": None if d.duration_ms is None else round(d.duration_ms, 1),
         "operator": d.operator,
+        "evidence": d.evidence.value if d.evidence is not None else None,
     }
     fields.update({key: value for key, value in given.items() if value is not None})
     return build_record(

@@ -36,12 +36,19 @@ Scripts build the history key of a merged request from the prefix passed as an a
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from ledger import lua
-from ledger.audit import AuditTrail, TransitionDetails, build_record
+from ledger.audit import (
+    EXTERNALLY_DISCONNECTED,
+    AuditTrail,
+    Evidence,
+    TransitionDetails,
+    build_record,
+)
 from ledger.jobs import job_id_for
 from ledger.keys import LedgerKeys
 from ledger.machine import StateStore
@@ -64,7 +71,17 @@ from ledger.submissions import (
     prepare,
 )
 
-__all__ = ["Ledger", "PreparedSubmission", "Submission"]
+__all__ = ["KnownDisconnected", "Ledger", "PreparedSubmission", "Submission"]
+
+_GONE = frozenset({RequestStatus.DISCONNECTED.value, RequestStatus.ALREADY_DISCONNECTED.value})
+
+
+@dataclass(frozen=True)
+class KnownDisconnected:
+    """Why the ledger already knows an account is disconnected (:meth:`Ledger.known_disconnected`)."""
+
+    reason: str
+    evidence: Evidence
 
 
 class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
@@ -167,6 +184,8 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         reason: str = "",
         stripe_account: str | None = None,
         parent_id: str | None = None,
+        listed_status: str | None = None,
+        listed_at: int | None = None,
     ) -> PreparedSubmission:
         """Build (without running) one new request and its possible audit records."""
         return prepare(
@@ -177,6 +196,8 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             reason=reason,
             stripe_account=stripe_account,
             parent_id=parent_id,
+            listed_status=listed_status,
+            listed_at=listed_at,
         )
 
     async def run_create(self, call: CreateCall, client: Any = None) -> Any:
@@ -208,6 +229,39 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         return record
 
     # -- account-level reads ------------------------------------------------------------------
+
+    async def known_disconnected(
+        self, account_id: str, *, besides: str
+    ) -> KnownDisconnected | None:
+        """What this ledger already knows of ``account_id`` being disconnected, or ``None``.
+
+        Stripe never reconnects a Financial Connections account (linking again makes a new
+        ``fca_`` id), so either of these settles a request without calling Stripe: Stripe's
+        event of a disconnect someone else made, as applied (``account.externally_disconnected``
+        in the account's history), or an earlier request for the account (not ``besides``)
+        that ended ``disconnected`` or ``already_disconnected``. One round trip when the
+        account has neither (the usual case).
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.account_history_key(account_id), 0, -1)
+            pipe.zrange(self.account_requests_key(account_id), 0, -1)
+            notes, finished = await pipe.execute()
+        for raw in notes:
+            record = json.loads(raw)
+            if record.get("event") == EXTERNALLY_DISCONNECTED:
+                return KnownDisconnected(str(record.get("message")), Evidence.EVENT)
+        earlier = [text(member) for member in finished if text(member) != besides]
+        if not earlier:
+            return None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for request_id in earlier:
+                pipe.hget(self.request_key(request_id), "status")
+            statuses = await pipe.execute()
+        for request_id, status in zip(earlier, statuses, strict=True):
+            if status is not None and text(status) in _GONE:
+                reason = f"an earlier request for the account, {request_id}, ended {text(status)}"
+                return KnownDisconnected(reason, Evidence.LEDGER)
+        return None
 
     async def account_history(self, account_id: str) -> list[dict[str, Any]]:
         """Everything recorded about an account: its own notes and every request's history,

@@ -76,6 +76,8 @@ def prepare(
     reason: str = "",
     stripe_account: str | None = None,
     parent_id: str | None = None,
+    listed_status: str | None = None,
+    listed_at: int | None = None,
 ) -> PreparedSubmission:
     """The request a submission creates (unless it merges), and both of its possible records."""
     now = time.time()
@@ -90,6 +92,8 @@ def prepare(
         created_at=now,
         updated_at=now,
         parent_id=parent_id,
+        listed_status=listed_status,
+        listed_at=listed_at,
         priority=priority_for(source),
     )
     created = request_record(

@@ -114,6 +114,13 @@ class Selection:
     by_stripe_account: Counter[str] = field(default_factory=Counter)
     #: Connected accounts that could not be listed -> why.
     unreachable: dict[str, str] = field(default_factory=dict)
+    #: For each entry of ``selected``, in the same order: the account's ``status`` as listed
+    #: and when its page was read (unix seconds; ``None`` for a file), which its request carries.
+    #: Entries are shared per page and status, so a million selected accounts cost a pointer each.
+    listed: list[tuple[str | None, int | None]] = field(default_factory=list)
+    _listed_shared: dict[tuple[str | None, int | None], tuple[str | None, int | None]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def fraction(self) -> float:
@@ -125,8 +132,15 @@ class Selection:
         account: Mapping[str, Any],
         now: float,
         stripe_account: str | None = None,
+        listed_at: int | None = None,
     ) -> None:
-        """Examine one account (listed as ``stripe_account``, or as the key's own account)."""
+        """Examine one account (listed as ``stripe_account``, or as the key's own account, in a
+        page read at ``listed_at``).
+
+        An account listed ``disconnected`` is counted (``already_disconnected``) and never
+        selected: a request for it would end ``already_disconnected`` without a call anyway,
+        and since ledger requests are kept forever, every run of a policy would add one more
+        per disconnected account (about a tenth of a typical listing) for nothing."""
         self.scanned += 1
         account_id = account.get("id")
         if not isinstance(account_id, str) or not ACCOUNT_ID_RE.match(account_id):
@@ -141,6 +155,9 @@ class Selection:
         institution = account.get("institution_name")
         institution = institution if isinstance(institution, str) else "(unknown)"
         self.selected.append((account_id, rule.reason))
+        status = account.get("status")
+        listed = (status if isinstance(status, str) else None, listed_at)
+        self.listed.append(self._listed_shared.setdefault(listed, listed))
         if stripe_account is not None:
             self.stripe_accounts[account_id] = stripe_account
             self.by_stripe_account[stripe_account] += 1
@@ -155,9 +172,10 @@ class Selection:
         accounts: Iterable[Mapping[str, Any]],
         now: float,
         stripe_account: str | None = None,
+        listed_at: int | None = None,
     ) -> None:
         for account in accounts:
-            self.add(policy, account, now, stripe_account)
+            self.add(policy, account, now, stripe_account, listed_at)
 
     def _first_match(
         self, policy: RetentionPolicy, account: Mapping[str, Any], now: float

@@ -41,11 +41,14 @@ class ScopedPage:
     """Accounts listed as one Stripe account: ``stripe_account`` is the connected account they
     live on (their requests carry it as ``Stripe-Account``), or ``None`` for the key's own.
     ``unreachable`` says why a connected account could not be listed (its platform access was
-    revoked, say); its accounts are then missing from the sweep, and the summary says so."""
+    revoked, say); its accounts are then missing from the sweep, and the summary says so.
+    ``listed_at`` is when the page was read from Stripe (unix seconds): each selected account's
+    request carries it beside the status it was listed with."""
 
     accounts: list[Account]
     stripe_account: str | None = None
     unreachable: str | None = None
+    listed_at: int | None = None
 
 
 #: ``await fetch(starting_after)`` returns the next page of up to :data:`PAGE_SIZE` accounts.

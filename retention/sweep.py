@@ -164,7 +164,7 @@ async def _run(
         if isinstance(page, ScopedPage):
             if page.unreachable is not None and page.stripe_account is not None:
                 selection.unreachable[page.stripe_account] = page.unreachable
-            selection.add_all(policy, page.accounts, now, page.stripe_account)
+            selection.add_all(policy, page.accounts, now, page.stripe_account, page.listed_at)
         else:
             selection.add_all(policy, page, now)
         await runs.update(run.run_id, scanned=selection.scanned, selected=len(selection.selected))
@@ -215,8 +215,10 @@ async def _submit(
     reference = f"{policy.name}/{run.run_id}"
     scoped = selection.stripe_accounts
     items = (
-        BulkItem(account_id, reason, reference, scoped.get(account_id))
-        for account_id, reason in selection.selected
+        BulkItem(account_id, reason, reference, scoped.get(account_id), status, listed_at)
+        for (account_id, reason), (status, listed_at) in zip(
+            selection.selected, selection.listed, strict=True
+        )
     )
 
     async def progress(result: BulkResult) -> None:

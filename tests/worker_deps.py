@@ -22,7 +22,7 @@ def build_test_deps(
     *,
     api_key: str = DEFAULT_API_KEY,
     max_attempts: int = 5,
-    precheck_account: bool = True,
+    precheck_account: bool = False,
 ) -> DisconnectDeps:
     """Deps on the test's key prefix: a generous shared limiter and millisecond backoff."""
     return DisconnectDeps(

@@ -1,55 +1,54 @@
 """One disconnect attempt against Stripe, and what its answer means (no ledger writes here).
 
 :func:`locked_attempt` holds the account's lock (Stripe answers ``lock_timeout`` to parallel calls
-on one object), optionally retrieves the account first, posts the disconnect with the request's
-``Idempotency-Key`` and turns the answer into an :class:`Outcome` using the table in
-:mod:`worker.outcomes`. Every Stripe call goes through :func:`call_stripe`: it waits at the shared
-rate limiter and reports a limiter 429 so every worker slows down; :func:`metered_call` counts and
-times it (the sweeps' list calls, which wait at the limiter with their own priority, use it too).
+on one object) and runs :func:`attempt_disconnect`, which turns what it learns into an
+:class:`Outcome` using the table in :mod:`worker.outcomes`; every Stripe call goes through
+:func:`worker.calls.call_stripe` (the shared rate limiter).
+
+One call per disconnect (issue 13): a second call is made only where it buys something.
+
+- **Sweep requests** carry the account's ``status`` from the listing they were selected from
+  (``listed_status``, ``listed_at``). ``disconnected`` (final at Stripe) ends the request
+  ``already_disconnected`` with no call (``evidence`` = ``listing``); anything else is posted
+  without a retrieve: the POST's answer is the fresher truth.
+- **Every request** first asks the ledger (Redis, no Stripe call): an earlier request of ours for
+  the account that ended ``disconnected``/``already_disconnected``, or Stripe's event of someone
+  else's disconnect as applied, ends it ``already_disconnected`` with no call (``ledger`` /
+  ``event``).
+- **Single requests** (and sweep requests listed as anything but disconnected) post first. A 200
+  says the account is disconnected now, not who did it (Stripe answers 200 to an
+  already-disconnected account too): unless the ledger learnt of someone else's disconnect while
+  the call ran (then ``already_disconnected``, ``event``), it is recorded ``disconnected`` with
+  ``evidence`` = ``answer``, and Stripe's ``financial_connections.account.disconnected`` event,
+  which only a real transition produces, is noted on the request when it arrives
+  (``disconnect.confirmed``, or ``disconnect.contradicted`` if it shows an earlier disconnect;
+  :mod:`events.apply`). A 400 whose code says the account is already disconnected
+  (``account_already_disconnected``) or cannot be (``financial_connections_account_inactive``)
+  is decided by the answer alone; another 400 is checked with a retrieve.
+- **A retrieve stays where correctness needs it**: after a 5xx, a 424 or a replayed error (the
+  next call uses a fresh key, so the account must be looked at first), for a key older than
+  ``FCD_IDEMPOTENCY_REFRESH_SECONDS`` (Stripe may have forgotten it), and when
+  ``FCD_PRECHECK_ACCOUNT`` forces one before every post (the old default, two calls each).
+  After a timeout or a reset the retry re-sends the *same* key: Stripe replays what the first
+  call did (``Idempotent-Replayed``), or answers 409 while it still runs, or runs it now, so
+  no retrieve is needed there within the key's lifetime.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from control.metrics import record_stripe_call
-from control.pause import pause
-from ledger.audit import TransitionDetails
+from ledger.audit import Evidence, TransitionDetails
 from ledger.models import DisconnectRequest, RequestStatus
-from ledger.store import Ledger
-from worker.gate import CallGate, Priority
+from worker.calls import DisconnectDeps, call_stripe
 from worker.outcomes import Action, decide, is_account_forbidden, is_auth_failure
 from worker.ratelimit import AccountBusy, AccountLock, LimiterPaused
-from worker.retry import RetryPolicy
-from worker.stripe_client import (
-    StripeAPIError,
-    StripeClient,
-    StripeError,
-    StripeMeta,
-    StripeResult,
-    StripeTimeout,
-)
+from worker.stripe_client import StripeAPIError, StripeError, StripeMeta
 
-
-@dataclass(frozen=True)
-class DisconnectDeps:
-    """Everything a disconnect job needs, built once per worker process."""
-
-    ledger: Ledger
-    stripe: StripeClient
-    gate: CallGate
-    policy: RetryPolicy
-    precheck_account: bool = True
-    idempotency_refresh_seconds: float = 23 * 3600
-    priority: Priority = "urgent"
-    lock_seconds: float = 120.0
-    paused_recheck_seconds: float = 10.0
+__all__ = ["ClaimLost", "DisconnectDeps", "Outcome", "attempt_disconnect", "locked_attempt"]
 
 
 class ClaimLost(Exception):
@@ -98,76 +97,11 @@ async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Ou
         return Outcome(RequestStatus.QUEUED, TransitionDetails(message=note), attempt_free=True)
 
 
-async def call_stripe(
-    deps: DisconnectDeps,
-    endpoint: str,
-    call: Callable[[], Awaitable[StripeResult]],
-    *,
-    before_send: Callable[[], Awaitable[None]] | None = None,
-    stripe_account: str | None = None,
-) -> StripeResult:
-    """One Stripe call at the shared limiter; a limiter 429 slows every worker down.
-
-    Raises :class:`LimiterPaused` (never waits) while the service is paused, so the caller can
-    hand its work back instead of holding it. ``before_send`` runs once the permit is granted,
-    right before the call (it may raise to stop the call). The call is counted and timed by
-    :func:`metered_call`.
-    """
-    async with deps.gate.slot(endpoint, priority=deps.priority, wait_if_paused=False):
-        if before_send is not None:
-            await before_send()
-        try:
-            return await metered_call(deps, endpoint, call, stripe_account=stripe_account)
-        except StripeAPIError as exc:
-            if exc.is_rate_limit:
-                # Best effort: failing to slow the fleet must not hide Stripe's answer.
-                with contextlib.suppress(RedisError, OSError):
-                    await deps.gate.report_rate_limited(endpoint, exc.meta.rate_limited_reason)
-            raise
-
-
-async def metered_call(
-    deps: DisconnectDeps,
-    endpoint: str,
-    call: Callable[[], Awaitable[StripeResult]],
-    *,
-    stripe_account: str | None = None,
-) -> StripeResult:
-    """Make one Stripe call (the caller holds its limiter slot) and count it by endpoint and
-    outcome (``ok``, the HTTP status, ``timeout``, ``transport_error``; a 403 for a call made
-    with ``stripe_account`` is ``403_account``, apart from the platform's own 403s that trip the
-    breaker) with its duration: ``fcd_stripe_calls_total`` and
-    ``fcd_stripe_call_duration_seconds``. Every Stripe call of the worker goes through here,
-    list calls included."""
-    started = time.monotonic()
-    try:
-        result = await call()
-    except StripeError as exc:
-        label = _outcome_label(exc, stripe_account)
-        await _count_call(deps, endpoint, label, time.monotonic() - started)
-        raise
-    await _count_call(deps, endpoint, "ok", time.monotonic() - started)
-    return result
-
-
-def _outcome_label(error: StripeError, stripe_account: str | None = None) -> str:
-    if isinstance(error, StripeTimeout):
-        return "timeout"
-    if is_account_forbidden(error, stripe_account):
-        return "403_account"
-    if isinstance(error, StripeAPIError):
-        return str(error.http_status)
-    return "transport_error"
-
-
-async def _count_call(deps: DisconnectDeps, endpoint: str, outcome: str, seconds: float) -> None:
-    """Count one Stripe call for ``/metrics``; a counting failure never affects the call."""
-    with contextlib.suppress(RedisError, OSError):
-        await record_stripe_call(deps.ledger.redis, deps.ledger.prefix, endpoint, outcome, seconds)
-
-
 async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
-    """One attempt: optionally retrieve first, then POST the disconnect, then classify."""
+    """One attempt, costing one call unless a second buys something (module docstring)."""
+    settled = await _settled_without_a_call(deps, request)
+    if settled is not None:
+        return settled
     age = time.time() - (request.first_attempt_at or time.time())
     refresh_key = age >= deps.idempotency_refresh_seconds
     if deps.precheck_account or refresh_key:
@@ -198,12 +132,50 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
         )
     except StripeError as exc:
         return replace(await _after_error(deps, request, exc), posted=True)
+    outcome = await _after_success(deps, request, result.meta)
+    return replace(outcome, fresh_idempotency_key=refresh_key, posted=True)
+
+
+async def _settled_without_a_call(
+    deps: DisconnectDeps, request: DisconnectRequest
+) -> Outcome | None:
+    """``already_disconnected`` if the listing or the ledger already says so, else ``None``."""
+    if request.listed_status == "disconnected":
+        when = "" if request.listed_at is None else f" read at {_iso(request.listed_at)}"
+        note = f"listed as disconnected (the sweep's listing{when}); no call made"
+        return Outcome(
+            RequestStatus.ALREADY_DISCONNECTED,
+            TransitionDetails(message=note, evidence=Evidence.LISTING),
+        )
+    known = await deps.ledger.known_disconnected(request.account_id, besides=request.request_id)
+    if known is None:
+        return None
+    note = f"{known.reason}; no call made"
     return Outcome(
-        RequestStatus.DISCONNECTED,
-        _details(result.meta, "disconnected by this service"),
-        fresh_idempotency_key=refresh_key,
-        posted=True,
+        RequestStatus.ALREADY_DISCONNECTED,
+        TransitionDetails(message=note, evidence=known.evidence),
     )
+
+
+async def _after_success(
+    deps: DisconnectDeps, request: DisconnectRequest, meta: StripeMeta
+) -> Outcome:
+    """A 200 says the account is disconnected now, not who did it: Stripe answers 200 to an
+    already-disconnected account too. What the ledger learnt meanwhile (Stripe's event of
+    someone else's disconnect, applied while the call ran) decides; otherwise it is ours, and
+    Stripe's event confirms it later (``disconnect.confirmed``, or ``disconnect.contradicted``
+    if the event shows an earlier disconnect, :mod:`events.apply`)."""
+    known = await deps.ledger.known_disconnected(request.account_id, besides=request.request_id)
+    if known is not None:
+        note = f"Stripe answered 200, but {known.reason}: it was already disconnected"
+        return Outcome(RequestStatus.ALREADY_DISCONNECTED, _details(meta, note, known.evidence))
+    if meta.idempotent_replayed:
+        note = "disconnected by an earlier call of ours (Stripe replayed its answer to that key)"
+    elif request.last_posted_at is not None:
+        note = "disconnected by this service (Stripe answered 200 after an earlier call of ours)"
+    else:
+        note = "disconnected by this service (Stripe answered 200; its event confirms it)"
+    return Outcome(RequestStatus.DISCONNECTED, _details(meta, note, Evidence.ANSWER))
 
 
 async def _precheck(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome | None:
@@ -211,13 +183,15 @@ async def _precheck(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome
     try:
         account, meta = await _retrieve(deps, request)
     except StripeError as exc:
-        return _from_error(exc, request.stripe_account)
+        return _from_error(exc, request.stripe_account, evidence=Evidence.RETRIEVE)
     if account.get("status") != "disconnected":
         return None
+    evidence = Evidence.RETRIEVE
     if request.last_posted_at is not None:
         note = "found disconnected after an earlier disconnect call of ours"
-        return Outcome(RequestStatus.DISCONNECTED, _details(meta, note))
-    return Outcome(RequestStatus.ALREADY_DISCONNECTED, _details(meta, "was already disconnected"))
+        return Outcome(RequestStatus.DISCONNECTED, _details(meta, note, evidence))
+    note = "was already disconnected"
+    return Outcome(RequestStatus.ALREADY_DISCONNECTED, _details(meta, note, evidence))
 
 
 async def _after_error(
@@ -230,7 +204,12 @@ async def _after_error(
     try:
         account, meta = await _retrieve(deps, request)
     except StripeError as exc:
-        return _from_error(exc, stripe_account, fresh_key=decision.fresh_idempotency_key)
+        return _from_error(
+            exc,
+            stripe_account,
+            fresh_key=decision.fresh_idempotency_key,
+            evidence=Evidence.RETRIEVE,
+        )
     if account.get("status") == "disconnected":
         status = (
             RequestStatus.DISCONNECTED
@@ -238,20 +217,28 @@ async def _after_error(
             else RequestStatus.ALREADY_DISCONNECTED
         )
         note = f"account is disconnected (checked after HTTP {error.http_status}: {error.message})"
-        return Outcome(status, _details(meta, note, error))
+        return Outcome(status, _details(meta, note, Evidence.RETRIEVE, error))
     fresh = decision.fresh_idempotency_key
     message = error.message + ("; next attempt with a fresh Idempotency-Key" if fresh else "")
     if decision.otherwise == Action.RETRY:
-        return Outcome(RequestStatus.RETRY_SCHEDULED, _details(error.meta, message, error), fresh)
-    return Outcome(RequestStatus.FAILED, _details(error.meta, message, error), fresh)
+        return Outcome(
+            RequestStatus.RETRY_SCHEDULED, _details(error.meta, message, None, error), fresh
+        )
+    details = _details(error.meta, message, Evidence.RETRIEVE, error)
+    return Outcome(RequestStatus.FAILED, details, fresh)
 
 
 def _from_error(
-    error: StripeError, stripe_account: str | None, *, fresh_key: bool = False
+    error: StripeError,
+    stripe_account: str | None,
+    *,
+    fresh_key: bool = False,
+    evidence: Evidence = Evidence.ANSWER,
 ) -> Outcome:
-    """Outcome of an error that needs no further look at the account."""
+    """Outcome of an error that needs no further look at the account (``evidence``: which call
+    answered, for an outcome that ends the request)."""
     decision = decide(error)
-    details = _details(error.meta, error.message, error)
+    details = _details(error.meta, error.message, None, error)
     if is_auth_failure(error, stripe_account):
         return Outcome(RequestStatus.QUEUED, details, attempt_free=True, trip_breaker=True)
     if is_account_forbidden(error, stripe_account):
@@ -259,11 +246,11 @@ def _from_error(
             f"Stripe refused access to connected account {stripe_account} (HTTP 403: "
             f"{error.message}); only this request fails, other work goes on"
         )
-        return Outcome(RequestStatus.FAILED, replace(details, message=note))
+        return Outcome(RequestStatus.FAILED, replace(details, message=note, evidence=evidence))
     if decision.action == Action.FINISH and decision.status is not None:
-        return Outcome(decision.status, details)
+        return Outcome(decision.status, replace(details, evidence=evidence))
     if decision.action == Action.CHECK_ACCOUNT and decision.otherwise == Action.FINISH:
-        return Outcome(RequestStatus.FAILED, details)
+        return Outcome(RequestStatus.FAILED, replace(details, evidence=evidence))
     rate_limited = isinstance(error, StripeAPIError) and error.is_rate_limit
     return Outcome(
         RequestStatus.RETRY_SCHEDULED,
@@ -287,25 +274,21 @@ async def _retrieve(
     return result.body, result.meta
 
 
-def _details(meta: StripeMeta, message: str, error: StripeError | None = None) -> TransitionDetails:
+def _details(
+    meta: StripeMeta,
+    message: str,
+    evidence: Evidence | None = None,
+    error: StripeError | None = None,
+) -> TransitionDetails:
     return TransitionDetails(
         message=message,
         stripe_request_id=meta.request_id,
         http_status=meta.http_status,
         stripe_error_code=error.code if isinstance(error, StripeAPIError) else None,
         duration_ms=meta.duration_ms,
+        evidence=evidence,
     )
 
 
-async def trip_breaker(deps: DisconnectDeps, details: TransitionDetails) -> None:
-    """401/403: pause every worker; only the first worker to trip writes the audit event."""
-    reason = f"Stripe answered HTTP {details.http_status}: {details.message}"
-    await pause(
-        deps.ledger.redis,
-        deps.ledger.actor,
-        reason,
-        "breaker",
-        key=deps.ledger.pause_key,
-        audit=deps.ledger.audit,
-        only_if_unpaused=True,
-    )
+def _iso(unix_seconds: float) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="seconds")

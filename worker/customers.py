@@ -38,7 +38,7 @@ from ledger.customer_models import CustomerJob, CustomerRequest, CustomerStatus
 from ledger.customers import CustomerLedger
 from ledger.detached import run_detached
 from ledger.models import ACCOUNT_ID_RE, StaleTransition
-from worker.attempt import DisconnectDeps, call_stripe, trip_breaker
+from worker.calls import DisconnectDeps, call_stripe, trip_breaker
 from worker.claims import JobResult, claim, give_back
 from worker.outcomes import is_auth_failure, is_transient
 from worker.ratelimit import LimiterPaused

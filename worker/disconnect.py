@@ -32,7 +32,8 @@ from control.pause import get_pause
 from ledger.audit import TransitionDetails
 from ledger.detached import run_detached
 from ledger.models import DisconnectRequest, RequestStatus, StaleTransition
-from worker.attempt import ClaimLost, DisconnectDeps, Outcome, locked_attempt, trip_breaker
+from worker.attempt import ClaimLost, DisconnectDeps, Outcome, locked_attempt
+from worker.calls import trip_breaker
 from worker.claims import CANCELLED_NOTE, JobResult, claim, give_back
 
 __all__ = ["DisconnectDeps", "JobResult", "Outcome", "run_disconnect"]

@@ -13,7 +13,7 @@ guard, never forced). A bulk worker without policies, or whose policies have no 
 
 Stripe is listed through :func:`stripe_page_fetcher`: every page is one call inside the shared
 rate limiter's ``slot("list", priority="bulk")``, counted and timed like every other Stripe call
-(:func:`worker.attempt.metered_call`); transient errors are retried with the worker's backoff a
+(:func:`worker.calls.metered_call`); transient errors are retried with the worker's backoff a
 few times, then the run fails. A policy naming connected accounts (``stripe_accounts``, or
 ``"all"``: every account ``GET /v1/accounts`` lists, paged through the same ``list`` budget)
 lists each of them with its ``Stripe-Account`` after the key's own accounts
@@ -46,7 +46,7 @@ from retention.sources import (
     stripe_pages,
 )
 from retention.sweep import SweepOptions, run_guarded
-from worker.attempt import metered_call
+from worker.calls import metered_call
 from worker.claims import JobResult
 from worker.disconnect import DisconnectDeps
 from worker.outcomes import is_account_forbidden, is_transient
@@ -132,7 +132,7 @@ async def scoped_pages(deps: DisconnectDeps, policy: RetentionPolicy) -> AsyncIt
     account's, every page tagged with the account it was listed as."""
     if policy.include_platform:
         async for page in stripe_pages(stripe_page_fetcher(deps)):
-            yield ScopedPage(page)
+            yield ScopedPage(page, listed_at=int(time.time()))
     named = policy.stripe_accounts
     if named is None:
         return
@@ -140,7 +140,7 @@ async def scoped_pages(deps: DisconnectDeps, policy: RetentionPolicy) -> AsyncIt
     for stripe_account in connected:
         try:
             async for page in stripe_pages(stripe_page_fetcher(deps, stripe_account)):
-                yield ScopedPage(page, stripe_account)
+                yield ScopedPage(page, stripe_account, listed_at=int(time.time()))
         except StripeAPIError as exc:
             if not is_account_forbidden(exc, stripe_account):
                 raise

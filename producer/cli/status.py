@@ -91,9 +91,16 @@ def render_timeline(
             [
                 f"{format_ts(record.get('ts'), with_date)}  {change}  try {record.get('attempt') or 0}{http}",
                 f"Stripe Request-Id {rid}" if rid else "",
-                " ".join(p for p in (who, record.get("message") or "") if p),
+                " ".join(p for p in (who, _message(record)) if p),
             ],
         )
+
+
+def _message(record: dict[str, Any]) -> str:
+    """The record's message, and how its outcome was established when it says (``evidence``)."""
+    message = str(record.get("message") or "")
+    evidence = record.get("evidence")
+    return f"{message} [evidence: {evidence}]".strip() if evidence else message
 
 
 def _change(record: dict[str, Any]) -> str:
@@ -118,6 +125,6 @@ def _timeline_table(
             str(record.get("http_status") or ""),
             record.get("stripe_request_id") or "",
             record.get("operator") or "",
-            record.get("message") or "",
+            _message(record),
         )
     console.print(table)

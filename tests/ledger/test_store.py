@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from ledger.audit import RECORD_KEYS, STATUS_CHANGED, TransitionDetails
+from ledger.audit import RECORD_KEYS, STATUS_CHANGED, Evidence, TransitionDetails
 from ledger.jobs import ARQ_JOB_KEY_PREFIX, DISCONNECT_JOB
 from ledger.models import IllegalTransition, RequestSource, RequestStatus, StaleTransition
 from ledger.store import Ledger
@@ -131,6 +131,26 @@ async def test_audit_file_matches_history_one_record_per_change(
     assert (last["from"], last["to"], last["http_status"]) == ("in_progress", "failed", 401)
     assert "sk_test_" not in last["message"]
     assert last["duration_ms"] == 12.3
+
+
+async def test_evidence_is_recorded_and_older_records_read_back_without_it(
+    ledger: Ledger, audit_path: Path, redis: Redis
+) -> None:
+    """``evidence`` is written like every other field (file and history agree), and a record
+    stored before the field existed (no ``evidence`` key at all) reads back with it null and
+    every other key in place."""
+    request = await ledger.get(await _submit(ledger))
+    request = await ledger.transition(request, RequestStatus.IN_PROGRESS, attempts_delta=1)
+    details = TransitionDetails(message="Stripe answered 200", evidence=Evidence.ANSWER)
+    await ledger.transition(request, RequestStatus.DISCONNECTED, details)
+    history = await ledger.history(request.request_id)
+    assert history[-1]["evidence"] == "answer"
+    assert json.loads(audit_path.read_text().splitlines()[-1])["evidence"] == "answer"
+    older = {"event": "disconnect.status_changed", "from": "in_progress", "to": "failed"}
+    await redis.rpush(ledger.history_key(request.request_id), json.dumps(older))  # type: ignore[misc]
+    restored = (await ledger.history(request.request_id))[-1]
+    assert tuple(restored) == RECORD_KEYS and restored["evidence"] is None
+    assert restored["to"] == "failed" and restored["account_id"] == request.account_id
 
 
 async def test_ledger_keys_never_expire(ledger: Ledger, redis: Redis) -> None:

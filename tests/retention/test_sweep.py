@@ -97,7 +97,8 @@ async def test_apply_routes_to_the_bulk_queue_and_merges_existing(
     bulk_ledger: Ledger, redis: Redis, tmp_path: Path
 ) -> None:
     """Sweep requests wait in the bulk queue (one batch job for the chunk, listing exactly the
-    requests it recorded) with the rule's reason; an active one is merged, not batched."""
+    requests it recorded) with the rule's reason and the status the file listed (no time: a
+    file's age is unknown); an active one is merged, not batched."""
     existing = await bulk_ledger.submit("fca_i0", source=RequestSource.DELETION_EVENT)
     runs = SweepRuns(redis, bulk_ledger.prefix, bulk_ledger.audit)
     chosen = policy()
@@ -116,6 +117,7 @@ async def test_apply_routes_to_the_bulk_queue_and_merges_existing(
     assert request.source == RequestSource.RETENTION_POLICY
     assert request.reason == "inactive account"
     assert request.reference == f"inactive/{run.run_id}"
+    assert (request.listed_status, request.listed_at) == ("inactive", None)
     history = await bulk_ledger.history(existing.request_id)
     assert history[-1]["event"] == "disconnect.merged"
 

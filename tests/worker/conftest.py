@@ -57,7 +57,7 @@ def make_deps(ledger: Ledger, emulator: RunningEmulator, http: aiohttp.ClientSes
     """Build job deps against the emulator; keyword overrides for policy and precheck."""
 
     def build(
-        *, api_key: str = DEFAULT_API_KEY, max_attempts: int = 5, precheck_account: bool = True
+        *, api_key: str = DEFAULT_API_KEY, max_attempts: int = 5, precheck_account: bool = False
     ) -> DisconnectDeps:
         return build_test_deps(
             ledger,

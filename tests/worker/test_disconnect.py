@@ -80,12 +80,15 @@ async def test_unknown_account_is_not_found_without_retry(
 async def test_already_disconnected_account(
     make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
 ) -> None:
-    """An account disconnected before we came ends already_disconnected, in both emulator modes."""
+    """With the precheck forced (``FCD_PRECHECK_ACCOUNT``, the old default), an account
+    disconnected before we came ends already_disconnected without a POST, in both emulator
+    modes, and its record says a retrieve decided."""
     [account] = await admin.create_accounts(1, status="disconnected")
     request = await submit(ledger, account)
-    done = await run_current_job(make_deps(), request.request_id)
+    done = await run_current_job(make_deps(precheck_account=True), request.request_id)
     assert done.status == RequestStatus.ALREADY_DISCONNECTED
     assert disconnect_calls(await admin.requests(), account) == []
+    assert (await ledger.history(request.request_id))[-1]["evidence"] == "retrieve"
 
 
 async def test_already_disconnected_without_precheck_400_mode(
@@ -280,10 +283,11 @@ async def test_cancelled_job_requeues_without_spending_attempt(
 async def test_never_posted_then_found_disconnected_is_already_disconnected(
     make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
 ) -> None:
-    """Attempt 1 fails in the precheck (Stripe outage), no POST is sent; the user disconnects at
-    the bank meanwhile: attempt 2 records already_disconnected, not a disconnect of ours."""
+    """With the precheck forced, attempt 1 fails in the precheck (Stripe outage), no POST is
+    sent; the user disconnects at the bank meanwhile: attempt 2 records already_disconnected,
+    not a disconnect of ours."""
     [account] = await admin.create_accounts(1)
-    deps = make_deps()
+    deps = make_deps(precheck_account=True)
     request = await submit(ledger, account)
     await admin.configure(outage_for_seconds=30)
     first = await run_current_job(deps, request.request_id)
@@ -295,24 +299,29 @@ async def test_never_posted_then_found_disconnected_is_already_disconnected(
     assert second.status == RequestStatus.ALREADY_DISCONNECTED
 
 
+@pytest.mark.parametrize("precheck", [True, False], ids=["precheck", "no-precheck"])
 async def test_posted_then_found_disconnected_counts_as_ours(
-    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin
+    make_deps: MakeDeps, ledger: Ledger, admin: EmulatorAdmin, precheck: bool
 ) -> None:
     """A POST whose outcome is unknown (the connection reset after Stripe executed it) and a
-    retry that finds the account disconnected: recorded as disconnected by this service."""
+    retry: recorded as disconnected by an earlier call of ours, whether the forced precheck
+    finds the account disconnected or (no precheck) the same-key POST gets the first call's
+    answer replayed."""
     [account] = await admin.create_accounts(1)
     await admin.script(account, {"reset": True, "execute": True})
-    deps = make_deps()
+    deps = make_deps(precheck_account=precheck)
     request = await submit(ledger, account)
     first = await run_current_job(deps, request.request_id)
     assert first.status == RequestStatus.RETRY_SCHEDULED and first.last_posted_at is not None
     await asyncio.sleep(0.06)
     second = await run_current_job(deps, request.request_id)
     assert second.status == RequestStatus.DISCONNECTED
-    assert (
-        "earlier disconnect call of ours"
-        in (await ledger.history(request.request_id))[-1]["message"]
-    )
+    last = (await ledger.history(request.request_id))[-1]
+    assert "call of ours" in last["message"]
+    assert last["evidence"] == ("retrieve" if precheck else "answer")
+    if not precheck:
+        posts = disconnect_calls(await admin.requests(), account)
+        assert [c["replayed"] for c in posts] == [False, True]
 
 
 class _BrokenGate:
@@ -369,8 +378,8 @@ async def test_every_stripe_call_is_counted_by_endpoint_and_outcome(
     await run_current_job(deps, request.request_id)
     raw = await ledger.redis.hgetall(f"{ledger.prefix}metrics:stripe")  # type: ignore[misc]
     counts = {k.decode(): int(v) for k, v in raw.items()}
-    # precheck, the check after the 503, the second attempt's precheck
-    assert counts == {"retrieve|ok": 3, "disconnect|503": 1, "disconnect|ok": 1}
+    # the check after the 503 (the next call uses a fresh key), then the second attempt's POST
+    assert counts == {"retrieve|ok": 1, "disconnect|503": 1, "disconnect|ok": 1}
 
 
 async def test_a_5xx_after_stripe_executed_is_settled_by_the_check(

@@ -167,8 +167,9 @@ async def test_our_own_disconnects_event_confirms_it_whether_or_not_it_names_us(
     ledger: Ledger, http: aiohttp.ClientSession, mode: str
 ) -> None:
     """Undocumented: does Stripe's event of our own disconnect carry our request and key? In
-    both cases the request ends ``disconnected`` and the caught-up event is recorded as
-    ``disconnect.confirmed`` on it, never as an external disconnect."""
+    both cases the request ends ``disconnected`` (one POST, ``evidence`` = ``answer``) and the
+    caught-up event is recorded as ``disconnect.confirmed`` on it (``evidence`` = ``event``),
+    never as an external disconnect."""
     async with run_emulator(config(event_request_mode=mode)) as emulator:
         admin = EmulatorAdmin(emulator.url, http)
         [account] = await admin.create_accounts(1)
@@ -185,8 +186,11 @@ async def test_our_own_disconnects_event_confirms_it_whether_or_not_it_names_us(
         report = await catch_up(deps, inbox, lookback_seconds=3600, overlap_seconds=300)
         assert report.accepted == 1
         assert await apply_inbox(ledger, inbox) == 1
-        events = [h.get("event") for h in await ledger.history(request.request_id)]
-        assert CONFIRMED in events
+        history = await ledger.history(request.request_id)
+        assert next(h["evidence"] for h in history if h["to"] == "disconnected") == "answer"
+        assert [h["evidence"] for h in history if h["event"] == CONFIRMED] == ["event"]
+        posts = [r for r in await admin.requests() if r["account_id"] == account]
+        assert [r["method"] for r in posts] == ["POST"]
         account_notes = [h.get("event") for h in await ledger.account_history(account)]
         assert EXTERNALLY_DISCONNECTED not in account_notes
         assert (await ledger.get(request.request_id)).status == RequestStatus.DISCONNECTED

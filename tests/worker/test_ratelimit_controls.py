@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from devenv.redis_server import start_redis
@@ -27,6 +28,7 @@ from worker.ratelimit import (
     pause,
     resume,
 )
+from worker.settings import WorkerSettings
 
 BUDGET = RateBudget(
     endpoint_rates={"disconnect": 25.0, "list": 25.0}, global_rate=50.0, max_in_flight=5
@@ -150,3 +152,16 @@ def test_stripe_budget_leaves_headroom() -> None:
     assert dict(live.endpoint_rates) == pytest.approx(
         {"disconnect": 20.0, "list": 20.0, "retrieve": 20.0}
     )
+
+
+def test_worker_budget_uses_a_sandbox_whole_and_leaves_live_headroom() -> None:
+    """Unset, the global budget is a sandbox's whole 25/s (so one call per disconnect can run at
+    a 24/s setting) and 80 of live mode's shared 100/s; every rate is paced by the margin and
+    the disconnect endpoint is the one reads never delay."""
+    test_key = WorkerSettings(stripe_api_key=SecretStr("sk_test_x"), stripe_rate_limit=24)
+    live_key = WorkerSettings(stripe_api_key=SecretStr("sk_live_x"), stripe_rate_limit=24)
+    sandbox, live = test_key.rate_budget(), live_key.rate_budget()
+    assert sandbox.global_rate == pytest.approx(25 * 0.975)
+    assert live.global_rate == pytest.approx(80 * 0.975)
+    assert sandbox.endpoint_rates["disconnect"] == pytest.approx(24 * 0.975)
+    assert sandbox.protected_endpoint == live.protected_endpoint == "disconnect"

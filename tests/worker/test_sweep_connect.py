@@ -88,9 +88,10 @@ async def test_all_connected_accounts_are_swept_with_their_stripe_account(
 ) -> None:
     """``stripe_accounts = "all"``: the platform's inactive accounts and those of both connected
     accounts ``GET /v1/accounts`` lists (the revoked one is no longer connected) are submitted,
-    each request with the right Stripe-Account (None for the platform's); every list call was
-    granted by the shared limiter; a connected account's request then disconnects with its
-    header."""
+    each request with the right Stripe-Account (None for the platform's) and the status and
+    time its page was listed with; every list call was granted by the shared limiter; a
+    connected account's request then disconnects with its header (one POST, no retrieve)."""
+    started = int(time.time())
     async with aiohttp.ClientSession(timeout=client_timeout(2.0, 5.0)) as http:
         admin = EmulatorAdmin(connect_emulator.url, http)
         connected, owned = await arrange(admin)
@@ -107,6 +108,8 @@ async def test_all_connected_accounts_are_swept_with_their_stripe_account(
         for account_id in expected:
             request = await bulk_ledger.resolve(account_id)
             carried[account_id] = request.stripe_account
+            assert request.listed_status == "inactive"
+            assert request.listed_at is not None and started <= request.listed_at <= time.time()
         assert carried == expected
         assert done.submitted == len(expected)
         log = await admin.requests()
@@ -125,6 +128,7 @@ async def test_all_connected_accounts_are_swept_with_their_stripe_account(
         assert account["status"] == "disconnected"
         [post] = [e for e in await admin.requests() if e["method"] == "POST"]
         assert post["stripe_account"] == acct
+        assert [e for e in await admin.requests() if e["account_id"] == owned[acct][0]] == [post]
 
 
 async def test_named_connected_accounts_only(

@@ -22,10 +22,22 @@ ranked ahead of it, so a crowd wakes about one slot apart: about three script ca
 whatever the crowd's size. Leases are a sorted set of ids scored by expiry, pruned by the same
 script, so a dead worker's calls stop counting after ``lease_seconds``.
 
-Priority: while any urgent caller is queued, every bulk caller is refused and waits, so urgent
-callers get the next slots, whichever endpoint either is waiting for (simple, and it can only
-favour urgent work). A queue entry expires shortly after its holder's expected retry, so a dead
-waiter holds nobody back for long. Adaptive: ``report_rate_limited`` multiplies a shared factor on
+Priority (issue 13). Every call has a class: its priority (``urgent``: user deletions, a
+customer listing for one; ``bulk``: sweeps, their listings, the events catch-up) and whether it
+calls the budget's protected endpoint (``disconnect``, the write) or another one (a read). The
+global budget serves them in this order: urgent disconnects, urgent reads, then bulk disconnects
+and bulk reads taking turns while both wait (so a sweep's disconnects never starve the catch-up
+or a listing, nor the other way round). A caller is refused, and waits, while a class served
+before it has callers queued, whichever endpoint either is waiting for (simple, and it can only
+favour the earlier class). On top of that, **no read ever delays an urgent disconnect**, not even
+by the slot it was granted a moment before: a read never books a slot later than the disconnect
+endpoint's next free slot (so it fills only the global budget's gaps before the next
+disconnect), and an urgent disconnect may take the global slot one interval early (GCRA burst +1
+for that class on the global budget alone), which covers a read granted just before it. The
+price is at most one call more than ``rate x window + burst`` in a window of the global budget,
+which Stripe's token buckets absorb. A queue entry expires shortly after its holder's expected
+retry, so a dead waiter holds nobody back for long. The in-flight cap is shared by every class
+(a read in flight holds one of the ``max_in_flight`` leases for its call's duration). Adaptive: ``report_rate_limited`` multiplies a shared factor on
 every rate by 0.5 (once per cooldown, floored at ``min_rate_factor``), and the script adds
 ``recovery_per_second`` back for each second since, so every worker slows at once and recovers
 without a background task. Fail closed: no permit without Redis; ``acquire`` retries with capped

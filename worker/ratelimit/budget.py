@@ -23,6 +23,9 @@ class RateBudget:
     included: a lease still held then is taken for a dead worker's and dropped. ``reserve_ahead_
     seconds`` is how far ahead a caller may book a slot and sleep until it instead of asking again.
     Endpoints in ``pause_exempt_endpoints`` are granted even while paused (none by default).
+    ``protected_endpoint`` is the write the budget exists for (``disconnect``): no call to any
+    other endpoint (a read) ever delays an urgent call to it (see the package docstring); ``None``
+    (or an endpoint the budget does not name) protects nothing.
     """
 
     endpoint_rates: Mapping[str, float]
@@ -36,6 +39,7 @@ class RateBudget:
     decrease_cooldown_seconds: float = 1.0
     reserve_ahead_seconds: float = 0.25
     pause_exempt_endpoints: frozenset[str] = frozenset()
+    protected_endpoint: str | None = "disconnect"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoint_rates", MappingProxyType(dict(self.endpoint_rates)))

@@ -83,9 +83,14 @@ class RateLimiter:
         self._report_script = lua.register(redis, _PACKAGE, "report_rate_limited")
         self._snapshot_script = lua.register(redis, _PACKAGE, "snapshot")
         self._pause_watch = asyncio.Lock()
+        # The class queues in the order the global budget serves them (see acquire.lua), then
+        # the expiry index. ``wait:urgent``/``wait:bulk`` keep their names from before reads had
+        # queues of their own, so a worker of the previous version still ranks consistently.
         self._waiter_keys = (
             self._key("wait:urgent"),
+            self._key("wait:urgent:read"),
             self._key("wait:bulk"),
+            self._key("wait:bulk:read"),
             self._key("wait:expiry"),
         )
 
@@ -104,8 +109,9 @@ class RateLimiter:
 
         Never returns without Redis having recorded the grant against the endpoint, global and
         in-flight budgets. Sleeps (no connection held, no polling) for as long as the script says,
-        waits while paused, and while Redis is unreachable retries with capped backoff. Bulk
-        callers wait while any urgent caller is waiting. Raises :class:`LimiterTimeout` if
+        waits while paused, and while Redis is unreachable retries with capped backoff. A caller
+        waits while a class served before its own is waiting (urgent disconnects, urgent reads,
+        then bulk disconnects and reads taking turns; package docstring). Raises :class:`LimiterTimeout` if
         ``timeout`` seconds pass first (wrapping the call in ``asyncio.timeout`` works the same,
         raising plain ``TimeoutError``); on timeout or cancellation no lease is left behind.
         With ``wait_if_paused=False`` a pause raises :class:`LimiterPaused` instead of waiting
@@ -175,6 +181,7 @@ class RateLimiter:
 
     async def _decide(self, endpoint: str, priority: Priority, lease_id: str) -> _Decision:
         budget = self.budget
+        protected = budget.protected_endpoint
         keys = [
             self._key(f"tat:ep:{endpoint}"),
             self._key("tat:global"),
@@ -183,22 +190,27 @@ class RateLimiter:
             *self._waiter_keys,
             self._key("stats"),
             self._pause_key,
+            self._key(f"tat:ep:{protected}"),
+            self._key("turn:bulk"),
         ]
-        args: list[str | float] = [
-            _MICRO / budget.endpoint_rates[endpoint],
-            _MICRO / budget.global_rate,
-            budget.burst,
-            budget.max_in_flight,
-            round(budget.lease_seconds * _MICRO),
-            lease_id,
-            priority,
-            0 if endpoint in budget.pause_exempt_endpoints else 1,
-            round(budget.reserve_ahead_seconds * _MICRO),
-            budget.recovery_per_second / _MICRO,
-            round(self._busy_retry * _MICRO),
-            round(self._waiter_grace * _MICRO),
-        ]
-        answer = await self._acquire_script(keys=keys, args=args)
+        protected_rate = budget.endpoint_rates.get(protected or "")
+        spec = lua.params(
+            endpoint_interval=_MICRO / budget.endpoint_rates[endpoint],
+            global_interval=_MICRO / budget.global_rate,
+            protected_interval=_MICRO / protected_rate if protected_rate else 0,
+            burst=budget.burst,
+            max_in_flight=budget.max_in_flight,
+            lease_us=round(budget.lease_seconds * _MICRO),
+            id=lease_id,
+            urgent=priority == "urgent",
+            protected=endpoint == protected,
+            honour_pause=endpoint not in budget.pause_exempt_endpoints,
+            reserve_ahead=round(budget.reserve_ahead_seconds * _MICRO),
+            recovery_per_us=budget.recovery_per_second / _MICRO,
+            busy_retry_us=round(self._busy_retry * _MICRO),
+            waiter_grace_us=round(self._waiter_grace * _MICRO),
+        )
+        answer = await self._acquire_script(keys=keys, args=[spec])
         booked = int(answer[2]) / _MICRO if len(answer) > 2 else None
         return _Decision(int(answer[0]), int(answer[1]) / _MICRO, booked)
 

@@ -14,11 +14,10 @@ end
 local function keep_at_least(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
-local function prune_waiters(now, urgent_queue, bulk_queue, expiry)
+local function prune_waiters(now, queues, expiry)
   local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
   for _, id in ipairs(dead) do
-    redis.call('ZREM', urgent_queue, id)
-    redis.call('ZREM', bulk_queue, id)
+    for _, queue in ipairs(queues) do redis.call('ZREM', queue, id) end
   end
   if #dead > 0 then redis.call('ZREMRANGEBYSCORE', expiry, '-inf', now) end
 end
