@@ -286,9 +286,18 @@ class Harness:
     # -- setup -----------------------------------------------------------------------------
 
     async def admin(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.http.request(method, f"{self.emulator}/_emulator{path}", json=body) as r:
-            r.raise_for_status()
-            return await r.json()
+        """Call the emulator's admin API; while it refuses connections, wait and try again."""
+        deadline = time.monotonic() + self.config.refuse_seconds + 30
+        url = f"{self.emulator}/_emulator{path}"
+        while True:
+            try:
+                async with self.http.request(method, url, json=body) as r:
+                    r.raise_for_status()
+                    return await r.json()
+            except aiohttp.ClientConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def create_accounts(self, count: int, status: str = "active") -> list[dict[str, Any]]:
         made: list[dict[str, Any]] = []
