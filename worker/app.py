@@ -45,6 +45,7 @@ from worker.gate import CallGate, Priority
 from worker.operations import housekeeping_cron_jobs
 from worker.presence import Presence, start_presence
 from worker.ratelimit import RateLimiter
+from worker.resilient import ResilientWorker
 from worker.retention import build_sweep_deps, retention_sweep, sweep_cron_jobs
 from worker.retry import RetryPolicy
 from worker.settings import WorkerSettings
@@ -189,7 +190,7 @@ def build_worker(
             func(disconnect_batch, name=BATCH_JOB, max_tries=1_000, timeout=sweep_timeout),
             func(retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=sweep_timeout),
         ]
-    worker = Worker(
+    worker = ResilientWorker(
         functions=functions,
         cron_jobs=crons,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
