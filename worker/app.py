@@ -118,6 +118,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         precheck_account=settings.precheck_account,
         idempotency_refresh_seconds=settings.idempotency_refresh_seconds,
         lock_seconds=settings.stripe_timeout_seconds * 2 + 10,
+        call_timeout_seconds=settings.stripe_timeout_seconds,
         paused_recheck_seconds=settings.paused_recheck_seconds,
         priority=ctx.get("priority", "urgent"),
     )
