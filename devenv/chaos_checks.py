@@ -19,7 +19,7 @@ import datetime as dt
 import itertools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,40 +112,83 @@ def _change_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
     return (record.get("event"), record.get("from"), record.get("to"), record.get("attempt"))
 
 
+@dataclass(frozen=True)
+class Kill:
+    """A worker SIGKILLed by the harness: its pid and when (unix s)."""
+
+    pid: int
+    at: float
+
+
+@dataclass
+class AuditComparison:
+    """Requests whose audit events and history differ beyond what a fault explains, and the
+    explained differences, counted."""
+
+    mismatched: list[str] = field(default_factory=list)
+    lost_with_kill9: int = 0  # audit events of writes Redis lost in a kill -9
+    died_with_worker: int = 0  # history records committed, their audit line not yet written
+
+
+def _died_with_worker(record: Mapping[str, Any], kills: Sequence[Kill]) -> bool:
+    """A history record written by a worker the harness SIGKILLed, just before the kill: the
+    ledger step committed, and the process died before it published the audit line."""
+    worker = str(record.get("worker") or "")
+    _, _, pid = worker.rpartition(":")
+    ts = parse_ts(record.get("ts"))
+    return any(str(kill.pid) == pid and kill.at - 2.0 <= ts <= kill.at + 0.5 for kill in kills)
+
+
 def compare_audit(
     facts: Mapping[str, RequestFacts],
     audit: Mapping[str, list[dict[str, Any]]],
     kill9_times: Sequence[float],
-) -> tuple[list[str], int]:
-    """Requests whose audit events and history records differ (explained losses aside), and how
-    many audit events belong to writes Redis lost in a kill -9 (see the module docstring)."""
-    bad: list[str] = []
-    lost_with_kill9 = 0
+    kills: Sequence[Kill] = (),
+) -> AuditComparison:
+    """Compare each request's audit events with its history records (see the module docstring
+    for the two differences a fault explains: writes Redis lost in a kill -9, and the last record
+    of a worker SIGKILLed between its ledger step and the audit line)."""
+    result = AuditComparison()
     for request_id in sorted(set(facts) | set(audit)):
         fact = facts.get(request_id)
         kind = CUSTOMER if request_id.startswith("cr_") else ACCOUNT
         history = [] if fact is None else fact.history
-        recorded = Counter(_change_key(r) for r in history if r.get("event") == kind.status_changed)
-        audited_records = audit.get(request_id, [])
-        audited = Counter(_change_key(r) for r in audited_records)
-        if recorded == audited:
-            continue
-        extra = audited - recorded
-        missing = recorded - audited
-        if missing:
-            bad.append(f"{request_id}: {sum(missing.values())} history records not audited")
-            continue
-        explained = 0
-        for record in audited_records:
-            key = _change_key(record)
-            if extra[key] > 0 and _in_loss_window(parse_ts(record.get("ts")), kill9_times):
-                extra[key] -= 1
-                explained += 1
-        if +extra:
-            bad.append(f"{request_id}: {sum((+extra).values())} audit events not in its history")
+        changes = [r for r in history if r.get("event") == kind.status_changed]
+        audited = audit.get(request_id, [])
+        # History records without their audit line, then audit lines without their record.
+        unaudited, died = _unexplained(changes, audited, lambda r: _died_with_worker(r, kills))
+        unrecorded, lost = _unexplained(
+            audited, changes, lambda r: _in_loss_window(parse_ts(r.get("ts")), kill9_times)
+        )
+        if unaudited:
+            result.mismatched.append(f"{request_id}: {unaudited} history records not audited")
+        elif unrecorded:
+            result.mismatched.append(f"{request_id}: {unrecorded} audit events not in history")
         else:
-            lost_with_kill9 += explained
-    return bad, lost_with_kill9
+            result.died_with_worker += died
+            result.lost_with_kill9 += lost
+    return result
+
+
+def _unexplained(
+    records: Sequence[Mapping[str, Any]],
+    others: Sequence[Mapping[str, Any]],
+    explained: Callable[[Mapping[str, Any]], bool],
+) -> tuple[int, int]:
+    """How many of ``records`` have no counterpart in ``others`` and no explanation, and how
+    many have none but are explained."""
+    surplus = Counter(_change_key(r) for r in records) - Counter(_change_key(r) for r in others)
+    unexplained = explained_count = 0
+    for record in reversed(records):  # a fault takes the latest writes
+        key = _change_key(record)
+        if surplus[key] <= 0:
+            continue
+        surplus[key] -= 1
+        if explained(record):
+            explained_count += 1
+        else:
+            unexplained += 1
+    return unexplained, explained_count
 
 
 def _in_loss_window(ts: float, kill9_times: Sequence[float]) -> bool:
