@@ -80,6 +80,7 @@ from retention.runs import SweepRun, SweepRuns, SweepStatus, new_sweep_id
 
 TOKEN = "tok_chaos_0123456789abcdef"  # noqa: S105 (a throw-away token of a local run)
 POLICY = "chaos-sweep"
+RESUBMITTED = "re-submitted: accepted (202), then lost by a Redis restart"
 CLIENT_TIMEOUT = 2.0
 HANG_SECONDS = 4.0
 URGENT_WORKERS = 4
@@ -279,6 +280,7 @@ class Harness:
         self.accepted: dict[str, Accepted] = {}
         self.faults: Counter[str] = Counter()
         self.figures: Counter[str] = Counter()
+        self.figures[RESUBMITTED] = 0
         self.kill9_times: list[float] = []
         self.sweep_accounts: list[str] = []
         self.sweep_runs: list[str] = []
@@ -373,7 +375,7 @@ class Harness:
             if not all(await asyncio.gather(*(self.redis.exists(k) for k in keys))):
                 lost.append(item)
         for item in lost:
-            self.figures["re-submitted after kill -9 (acknowledged, lost by Redis)"] += 1
+            self.figures[RESUBMITTED] += 1
             del self.accepted[item.event_id]
             await self.submit(item.event_id, item.target, item.expect)
 
