@@ -16,13 +16,13 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from control.metrics import CounterBuffer
 from events.apply import apply_event
 from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail, process_name
+from ledger.connection import redis_client
 from ledger.customers import CustomerLedger
 from ledger.detached import run_detached
 from ledger.event_ids import EventRegistry
@@ -73,10 +73,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     tokens = settings.service_tokens()
     # A blocking pool: at the cap a request waits for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+    redis = redis_client(
+        settings, max_connections=settings.redis_max_connections, blocking_timeout=10
     )
-    redis = Redis(connection_pool=pool)
     audit = AuditTrail(settings.audit_log_path)
     ledger = Ledger.from_settings(redis, settings, audit)
     customers = CustomerLedger(ledger, audit, settings.job_expires_seconds)
