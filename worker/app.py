@@ -27,6 +27,7 @@ from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail
 from ledger.connection import arq_redis_settings, close_sentinels, redis_client
 from ledger.customer_models import CUSTOMER_JOB
+from ledger.durability import check_redis
 from ledger.jobs import (
     BATCH_JOB,
     DISCONNECT_JOB,
@@ -86,6 +87,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["exit_stack"] = stack
     redis = redis_client(settings)
     stack.push_async_callback(redis.aclose)
+    await check_redis(redis, settings, f"worker:{ctx.get('priority', 'urgent')}")
     session = await stack.enter_async_context(
         aiohttp.ClientSession(
             timeout=client_timeout(

@@ -25,6 +25,7 @@ from ledger.audit import AuditTrail, process_name
 from ledger.connection import redis_client
 from ledger.customers import CustomerLedger
 from ledger.detached import run_detached
+from ledger.durability import check_redis
 from ledger.event_ids import EventRegistry
 from ledger.store import Ledger
 from producer.dashboard import setup_dashboard
@@ -76,13 +77,20 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = redis_client(
         settings, max_connections=settings.redis_max_connections, blocking_timeout=10
     )
+    try:
+        durable = await check_redis(redis, settings, "intake")
+    except BaseException:
+        await redis.aclose()
+        raise
     audit = AuditTrail(settings.audit_log_path)
     ledger = Ledger.from_settings(redis, settings, audit)
     customers = CustomerLedger(ledger, audit, settings.job_expires_seconds)
     counters = CounterBuffer(redis, settings.key_prefix)
     ledger.on_terminal = counters.observe_completion  # webhook and dashboard cancels
     inbox = WebhookInbox(redis, settings.key_prefix)
-    intake = IntakeService(ledger, customers, EventRegistry(redis, settings.key_prefix), counters)
+    intake = IntakeService(
+        ledger, customers, EventRegistry(redis, settings.key_prefix), counters, durable
+    )
     app[SERVICES] = Services(
         settings=settings,
         redis=redis,
@@ -91,6 +99,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         intake=intake,
         inbox=inbox,
         counters=counters,
+        durable=durable,
         tokens=tokens,
         webhook_secrets=settings.webhook_secrets(),
         reading_all=settings.services_reading_all(),
