@@ -19,14 +19,15 @@ from typing import Any
 import aiohttp
 import structlog
 from arq import Retry, func
-from arq.connections import RedisSettings
 from arq.worker import Worker
 from redis.asyncio import Redis
 
 from control.metrics import CounterBuffer
 from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail
+from ledger.connection import arq_redis_settings, close_sentinels, redis_client
 from ledger.customer_models import CUSTOMER_JOB
+from ledger.durability import check_redis
 from ledger.jobs import (
     BATCH_JOB,
     DISCONNECT_JOB,
@@ -85,8 +86,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: WorkerSettings = ctx["settings"]
     stack = AsyncExitStack()
     ctx["exit_stack"] = stack
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     stack.push_async_callback(redis.aclose)
+    await check_redis(redis, settings, f"worker:{ctx.get('priority', 'urgent')}")
     session = await stack.enter_async_context(
         aiohttp.ClientSession(
             timeout=client_timeout(
@@ -142,6 +144,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     stack: AsyncExitStack | None = ctx.get("exit_stack")
     if stack is not None:
         await stack.aclose()
+    if "redis" in ctx:  # arq's own pool: in Sentinel mode, its links to the Sentinels
+        await close_sentinels(ctx["redis"])
     log.info("worker.stopped")
 
 
@@ -194,7 +198,7 @@ def build_worker(
     worker = ResilientWorker(
         functions=functions,
         cron_jobs=crons,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=arq_redis_settings(settings),
         queue_name=queue_name,
         job_serializer=serialize,
         job_deserializer=deserialize,
