@@ -45,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/chaos.py", description=__doc__)
     parser.add_argument("--short", action="store_true", help="the < 2 min variant")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--failover", action="store_true", help="with --short: Redis behind Sentinel, fail-over"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
     args = parser.parse_args(argv)
-    config = short_config(args.seed) if args.short else full_config(args.seed)
+    config = (
+        short_config(args.seed, failover=args.failover) if args.short else full_config(args.seed)
+    )
     workdir = Path(tempfile.mkdtemp(prefix=f"fcd-chaos-{config.name}-"))
     result = asyncio.run(run(config, workdir))
     console = Console(width=120)

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from devenv.chaos_checks import (
@@ -65,8 +64,10 @@ from devenv.chaos_checks import (
     transient_failures,
 )
 from devenv.processes import ProcessGroup, start_emulator, worker_env
-from devenv.redis_server import find_redis_server, free_port
+from devenv.redis_server import find_redis_server, free_port, start_redis
+from devenv.sentinel import SentinelCluster, start_sentinel_cluster
 from ledger.audit import AuditTrail
+from ledger.connection import redis_client
 from ledger.customer_models import CUSTOMER
 from ledger.customers import CustomerLedger
 from ledger.logging import configure_logging
@@ -114,6 +115,7 @@ class ChaosConfig:
     burst_seconds: float
     refuse_seconds: float
     kill_in_sweep: bool  # kill both bulk workers while the sweep lists (45 s to detect)
+    failover: bool  # Redis behind Sentinel (primary + replica + 3), SENTINEL FAILOVER mid-run
     rate: float  # the workers' limiter setting (calls/s, every class and global)
     emulator_rate: float
     drain_seconds: float  # failure bound for quiescence after the schedule
@@ -133,17 +135,19 @@ def full_config(seed: int = 12) -> ChaosConfig:
         duplicates=300, replays=100, customers=40, accounts_per_customer=10,
         sweep_accounts=5000, chaos_seconds=260.0, kill_every=(4.0, 8.0), sigterm_share=0.15,
         redis_graceful=True, redis_kill9=True, burst_seconds=5.0, refuse_seconds=30.0,
-        kill_in_sweep=True, rate=60.0, emulator_rate=100.0, drain_seconds=420.0,
+        kill_in_sweep=True, failover=True, rate=60.0, emulator_rate=100.0, drain_seconds=420.0,
     )  # fmt: skip
 
 
-def short_config(seed: int = 12) -> ChaosConfig:
-    """The variant ``make test`` runs (well under 2 minutes): a few kills, one Redis kill -9."""
+def short_config(seed: int = 12, *, failover: bool = False) -> ChaosConfig:
+    """The variant ``make test`` runs (well under 2 minutes): a few kills, one Redis kill -9
+    (``failover``: Redis behind Sentinel, both restarts and a fail-over, as the full run)."""
     return ChaosConfig(
         name="short", seed=seed, singles=260, already_disconnected=15, unknown=15,
         duplicates=20, replays=10, customers=4, accounts_per_customer=5, sweep_accounts=200,
         chaos_seconds=22.0, kill_every=(3.0, 5.0), sigterm_share=0.2, redis_graceful=False,
         redis_kill9=True, burst_seconds=2.0, refuse_seconds=4.0, kill_in_sweep=False,
+        failover=failover,
         rate=60.0, emulator_rate=100.0, drain_seconds=80.0,
     )  # fmt: skip
 
@@ -176,6 +180,16 @@ class DurableRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def env(self) -> dict[str, str]:
+        """The ``FCD_*`` variables pointing a process at this Redis."""
+        return {"FCD_REDIS_URL": self.url}
+
+    def settings(self) -> ProducerSettings:
+        return ProducerSettings(redis_url=self.url)
+
+    def failover(self) -> None:
+        raise RuntimeError("a single Redis has no replica to fail over to")
 
     def start(self, timeout: float = 30.0) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
@@ -214,6 +228,60 @@ class DurableRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class SentinelRedis:
+    """Redis as a primary, a replica and three Sentinels (:mod:`devenv.sentinel`), both data
+    servers with AOF (``appendfsync everysec``); processes connect through the Sentinels.
+    :meth:`restart` restarts the current primary in place (same port, same AOF directory),
+    which must still be the first server (the schedule restarts before it fails over);
+    :meth:`failover` is ``SENTINEL FAILOVER``."""
+
+    SERVER_ARGS: tuple[str, ...] = ("--appendonly", "yes", "--appendfsync", "everysec")
+    SERVER_ARGS += ("--maxmemory-policy", "noeviction")
+
+    def __init__(self) -> None:
+        self.cluster: SentinelCluster | None = None
+
+    def start(self) -> None:
+        # A restart with AOF replay may take a few seconds under load: Sentinel must not take
+        # it for a dead primary (the fail-over is the schedule's own, by SENTINEL FAILOVER).
+        self.cluster = start_sentinel_cluster(server_args=self.SERVER_ARGS, down_after_ms=8000)
+
+    def env(self) -> dict[str, str]:
+        assert self.cluster is not None
+        return self.cluster.env()
+
+    def settings(self) -> ProducerSettings:
+        assert self.cluster is not None
+        return ProducerSettings(
+            redis_url="",
+            redis_sentinels=self.cluster.sentinel_addresses,
+            redis_sentinel_master=self.cluster.master_name,
+        )
+
+    def restart(self, *, hard: bool) -> None:
+        assert self.cluster is not None
+        primary = self.cluster.servers[0]
+        if self.cluster.primary_port() != primary.port:
+            raise RuntimeError("the schedule restarts the first primary before the fail-over")
+        primary.process.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+        primary.process.wait(30)
+        args: tuple[str, ...] = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+        args += ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+        restarted = start_redis(
+            primary.port, 60.0, extra_args=(*args, *self.SERVER_ARGS), workdir=primary.workdir
+        )
+        self.cluster.servers[0] = restarted
+        self.cluster.wait_ready(60.0)
+
+    def failover(self) -> None:
+        assert self.cluster is not None
+        self.cluster.failover()
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 @dataclass
@@ -278,7 +346,9 @@ class Harness:
         self.config = config
         self.workdir = workdir
         self.rng = random.Random(config.seed)
-        self.redis_server = DurableRedis(workdir / "redis")
+        self.redis_server: DurableRedis | SentinelRedis = (
+            SentinelRedis() if config.failover else DurableRedis(workdir / "redis")
+        )
         self.group = ProcessGroup(workdir / "logs")
         self.audit_dir = workdir / "audit"
         self.audit_dir.mkdir(parents=True, exist_ok=True)
@@ -486,6 +556,16 @@ class Harness:
         await asyncio.sleep(1.0)
         await self.resubmit_lost()
 
+    async def fail_over(self, start: float) -> None:
+        """``SENTINEL FAILOVER`` while everything runs: the replica is promoted, every process
+        follows through the Sentinels."""
+        await asyncio.sleep(start)
+        self.kill9_times.append(time.time())  # writes not yet replicated may be lost too
+        self.faults["Sentinel fail-over (replica promoted)"] += 1
+        await asyncio.to_thread(self.redis_server.failover)
+        await asyncio.sleep(1.0)
+        await self.resubmit_lost()
+
     async def killer(self) -> None:
         fleet = self.fleet
         assert fleet is not None
@@ -571,9 +651,9 @@ class Harness:
             self.write_policy(sweep[0]["account_holder"]["customer"])
             await self.admin("DELETE", "/requests")
             self._start_rest()
-            self.redis = Redis.from_url(self.redis_server.url)
+            settings = self.redis_server.settings()
+            self.redis = redis_client(settings)
             audit = AuditTrail(self.audit_dir / "harness.jsonl")
-            settings = ProducerSettings(redis_url=self.redis_server.url)
             self.ledger = Ledger.from_settings(self.redis, settings, audit)
             self.customers = CustomerLedger(self.ledger, audit)
             self.runs = SweepRuns(self.redis, self.ledger.prefix, audit)
@@ -599,11 +679,11 @@ class Harness:
         """Redis, the intake and the workers (the emulator is already up)."""
         config = self.config
         self.redis_server.start()
-        redis_url = self.redis_server.url
+        redis_env = self.redis_server.env()
         port = free_port()
         self.intake = f"http://127.0.0.1:{port}"
         self.intake_env = {
-            "FCD_REDIS_URL": redis_url, "FCD_DEMO": "1", "FCD_LOG_FORMAT": "json",
+            **redis_env, "FCD_DEMO": "1", "FCD_LOG_FORMAT": "json",
             "FCD_LOG_LEVEL": "WARNING", "FCD_HTTP_HOST": "127.0.0.1", "FCD_HTTP_PORT": str(port),
             "FCD_API_TOKENS": json.dumps({"chaos": TOKEN}),
             "FCD_STRIPE_WEBHOOK_SECRETS": "whsec_chaos_0123456789abcdef",
@@ -613,7 +693,7 @@ class Harness:
         self.group.wait_for_line("intake", "listening on")
         setting = str(config.rate)
         env = worker_env(
-            redis_url, self.emulator, log_level="WARNING",
+            redis_env["FCD_REDIS_URL"], self.emulator, log_level="WARNING",
             reconcile_interval_seconds="2", events_catchup_interval_seconds="0",
             job_timeout_seconds="10", in_progress_lease_seconds="15",
             stripe_timeout_seconds=str(CLIENT_TIMEOUT), stripe_connect_timeout_seconds="1",
@@ -623,7 +703,7 @@ class Harness:
             limiter_pacing_margin=str(PACING_MARGIN),
             retention_policies=str(self.policy_path),
         )  # fmt: skip
-        self.fleet = Fleet(self.group, env, self.audit_dir)
+        self.fleet = Fleet(self.group, {**env, **redis_env}, self.audit_dir)
         for _ in range(URGENT_WORKERS):
             self.fleet.start("urgent")
         for _ in range(BULK_WORKERS):
@@ -642,10 +722,15 @@ class Harness:
             lambda: self.storm(length * 0.65, length * 0.3),
             self.killer,
         ]
-        if config.redis_graceful:
-            tasks.append(lambda: self.redis_restart(length * 0.3, hard=False))
-        if config.redis_kill9:
-            tasks.append(lambda: self.redis_restart(length * 0.75, hard=True))
+        if config.failover:  # restarts first: they restart the first primary in place
+            tasks.append(lambda: self.redis_restart(length * 0.2, hard=False))
+            tasks.append(lambda: self.redis_restart(length * 0.4, hard=True))
+            tasks.append(lambda: self.fail_over(length * 0.7))
+        else:
+            if config.redis_graceful:
+                tasks.append(lambda: self.redis_restart(length * 0.3, hard=False))
+            if config.redis_kill9:
+                tasks.append(lambda: self.redis_restart(length * 0.75, hard=True))
         supervisor = asyncio.create_task(self.supervisor())
         sweep = asyncio.create_task(self._delayed(length * 0.1, self.sweep_driver))
         try:
@@ -748,7 +833,9 @@ class Harness:
             self.figures[f"  ended {status}"] = n
         self.figures["accepted submissions (202)"] = len(accepted)
         self.figures["sweep runs"] = len(self.sweep_runs)
-        self.figures["audit events of writes lost with Redis kill -9"] = compared.lost_with_kill9
+        self.figures["audit events of writes lost with Redis kill -9 / fail-over"] = (
+            compared.lost_with_kill9
+        )
         self.figures["history records whose audit line died with a SIGKILLed worker"] = (
             compared.died_with_worker
         )
