@@ -329,7 +329,7 @@ class Fleet:
                 continue
             if name in self.live:
                 queue = self.live.pop(name)
-                self.counts["died on their own"] += 1
+                self.counts["exited on their own"] += 1
                 self.start(queue)
 
     def counts_queue(self, name: str) -> bool:
@@ -670,7 +670,9 @@ class Harness:
         faults = dict(self.faults)
         faults["worker SIGKILLs"] = self.fleet.counts["SIGKILL"]
         faults["worker SIGTERMs"] = self.fleet.counts["SIGTERM"]
-        faults["workers that died on their own"] = self.fleet.counts["died on their own"]
+        faults["worker exits not caused by the harness (restarted)"] = self.fleet.counts[
+            "exited on their own"
+        ]
         return ChaosResult(
             config, findings, faults, dict(self.figures), time.monotonic() - started, self.workdir
         )
