@@ -22,13 +22,13 @@ from pydantic import SecretStr
 from control.overview import queue_overview, redis_location_of
 from control.pause import get_pause
 from control.workers import ENTRY_TTL_SECONDS, WorkerRegistry
+from ledger.durations import parse_duration
 from ledger.models import RequestNotFound, RequestStatus
 from ledger.operator import Failure, count_causes, find_failures
 from ledger.store import Ledger
 from producer.dashboard import auth
 from producer.dashboard.charts import RANGES, outcome_chart
 from producer.dashboard.render import render
-from producer.durations import parse_duration
 from producer.sweep_waits import wait_reason
 from retention.runs import TERMINAL_SWEEP, SweepRuns
 
