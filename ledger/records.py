@@ -118,6 +118,20 @@ def creation_record(job_id: str | None, created_by: str, created_ts: str) -> dic
     return {**record, "worker": created_by, "ts": created_ts}
 
 
+def full_history(
+    kind: RequestKind[Any, Any], request_id: str, stored: Sequence[Any], own: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """A request's audit records, every key present, from its stored history list and HMGET of
+    ``[*kind.implied, *CREATION_FIELDS]`` on its hash (see :meth:`StateStore.history`)."""
+    fields = implied_fields(kind.implied, request_id, own[: len(kind.implied)])
+    records = [json.loads(item) for item in stored]
+    job_id, created_by, created_ts = own[len(kind.implied) :]
+    if created_ts is not None:  # not materialised yet (or listed by an older version)
+        job = None if job_id is None else text(job_id)
+        records = [creation_record(job, text(created_by or b""), text(created_ts)), *records]
+    return [expand_record({**fields, **record}) for record in records]
+
+
 def implied_fields(names: Sequence[str], request_id: str, values: Sequence[Any]) -> dict[str, Any]:
     """The fields every record of ``request_id`` shares, from HMGET of ``names``."""
     implied: dict[str, Any] = {

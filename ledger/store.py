@@ -41,6 +41,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from archive import ArchiveStore
 from ledger import lua
 from ledger.audit import (
     EXTERNALLY_DISCONNECTED,
@@ -51,7 +52,7 @@ from ledger.audit import (
 )
 from ledger.jobs import job_id_for
 from ledger.keys import LedgerKeys
-from ledger.machine import StateStore
+from ledger.machine import Located, StateStore
 from ledger.models import (
     ACCOUNT,
     ACCOUNT_ID_RE,
@@ -97,6 +98,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         job_expires_seconds: int = 86_400,
         prefix: str = "fcd:",
         actor: str | None = None,
+        archive: ArchiveStore | None = None,
     ) -> None:
         super().__init__(
             redis,
@@ -107,6 +109,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             bulk_queue_name=bulk_queue_name,
             job_expires_seconds=job_expires_seconds,
             actor=actor,
+            archive=archive,
         )
         self._create = lua.register(redis, "ledger", "create")
 
@@ -120,7 +123,8 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         actor: str | None = None,
     ) -> Ledger:
         """The ledger every process builds from its settings (``actor``: who its records name;
-        default ``host:pid``)."""
+        default ``host:pid``), with the archive they name attached (closed by
+        :meth:`close_archive`)."""
         return cls(
             redis,
             queue_name=settings.queue_name,
@@ -129,7 +133,12 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             job_expires_seconds=settings.job_expires_seconds,
             prefix=settings.key_prefix,
             actor=actor,
+            archive=settings.open_archive(),
         )
+
+    async def close_archive(self) -> None:
+        if self.archive is not None:
+            await self.archive.close()
 
     def _active_keys(self, request: DisconnectRequest) -> list[str]:
         return [self.active_key(request.account_id), self.account_requests_key(request.account_id)]
@@ -290,6 +299,32 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         """The id of the account's one active request, if it has one."""
         raw = await self.redis.get(self.active_key(account_id))
         return None if raw is None else text(raw)
+
+    async def archived_for_account(self, account_id: str) -> list[Located[DisconnectRequest]]:
+        """The account's requests that moved to the archive, oldest first."""
+        if self.archive is None:
+            return []
+        return [self.from_archive(a) for a in await self.archive.for_subject(account_id)]
+
+    async def locate_ref(self, ref: str) -> Located[DisconnectRequest]:
+        """:meth:`resolve`, falling through to the archive: a request by id, or an account's
+        active (else most recent, in Redis or the archive) request by ``fca_`` id."""
+        if not ACCOUNT_ID_RE.match(ref):
+            return await self.locate(ref)
+        active = await self.active_request(ref)
+        if active is not None:
+            return await self.locate(active)
+        ids = await self.requests_for_account(ref)
+        archived = await self.archived_for_account(ref)
+        if archived and (not ids or archived[-1].request.created_at > await self._created(ids[-1])):
+            return archived[-1]
+        if not ids:
+            raise RequestNotFound(ref)
+        return await self.locate(ids[-1])
+
+    async def _created(self, request_id: str) -> float:
+        raw = await self.redis.hget(self.request_key(request_id), "created_at")  # type: ignore[misc]
+        return 0.0 if raw is None else float(raw)
 
     async def resolve(self, ref: str) -> DisconnectRequest:
         """A request by id, or an account's active (else most recent) request by ``fca_`` id."""
