@@ -154,6 +154,8 @@ class SqliteArchive:
         )
 
     async def event(self, key: str) -> ArchivedEvent | None:
+        if self._conn is None and not self.path.exists():
+            return None  # nothing archived yet: no thread hop on every intake
         return await self._run(self._event, key)
 
     async def records_since(self, since: float) -> AsyncIterator[dict[str, Any]]:

@@ -65,11 +65,11 @@ FROM_ARCHIVE = "archive"
 
 @dataclass(frozen=True)
 class Located(Generic[RequestT]):
-    """A request and its full history as found, and where: ``redis`` or ``archive``."""
+    """A request and its full history as found, and where (``stored_in``): ``redis`` or ``archive``."""
 
     request: RequestT
     history: list[dict[str, Any]]
-    source: str
+    stored_in: str
     archived: ArchivedRequest | None = None
 
 
@@ -178,7 +178,7 @@ class StateStore(Generic[RequestT, StatusT]):
         return full_history(self.kind, request_id, raw, own)
 
     async def locate(self, request_id: str) -> Located[RequestT]:
-        """The request and its history from Redis, else from the archive (``source`` says
+        """The request and its history from Redis, else from the archive (``stored_in`` says
         which); raises :class:`RequestNotFound` (the kind's) when neither has it."""
         try:
             request = await self.get(request_id)

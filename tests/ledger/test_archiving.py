@@ -68,10 +68,10 @@ async def test_old_terminal_requests_move_whole_and_redis_is_clean(
     assert all(pending.request_id in k or "fca_still" in k or ":status:queued" in k for k in keys)
     for request_id in ids:
         located = await ledger.locate(request_id)
-        assert located.source == FROM_ARCHIVE
+        assert located.stored_in == FROM_ARCHIVE
         assert located.history == before[request_id]
         assert located.request.status == RequestStatus.DISCONNECTED
-    assert (await ledger.locate(pending.request_id)).source == FROM_REDIS
+    assert (await ledger.locate(pending.request_id)).stored_in == FROM_REDIS
     assert (await ledger.locate_ref("fca_arch3")).request.request_id == ids[3]
     counts = await store.counts()
     assert (counts.requests, counts.records) == (7, sum(len(h) for h in before.values()))
@@ -142,11 +142,11 @@ async def test_a_request_changed_meanwhile_stays_and_moves_later_with_the_change
     racing = NoteDuringWrite(sqlite_store, ledger, request_id)
     report = await Archiver(ledger, racing).run(older_than=DAY, now=later)
     assert (report.archived, report.kept) == (0, 1)
-    assert (await ledger.locate(request_id)).source == FROM_REDIS
+    assert (await ledger.locate(request_id)).stored_in == FROM_REDIS
     report = await Archiver(ledger, sqlite_store).run(older_than=DAY, now=later)
     assert report.archived == 1
     located = await ledger.locate(request_id)
-    assert located.source == FROM_ARCHIVE and located.history[-1]["event"] == CONFIRMED
+    assert located.stored_in == FROM_ARCHIVE and located.history[-1]["event"] == CONFIRMED
     assert (await sqlite_store.counts()).requests == 1
 
 
@@ -212,7 +212,7 @@ async def test_a_customer_parent_moves_with_its_children_once_all_are_terminal(
     assert report.archived == 4 and report.by_kind == {"customer": 1, "account": 3}
     assert await ledger_keys(redis, ledger) == []
     located = await customers.locate(parent.request_id)
-    assert located.source == FROM_ARCHIVE and located.archived is not None
+    assert located.stored_in == FROM_ARCHIVE and located.archived is not None
     summary = await customers.summary(located.request, located.archived)
     assert summary["state"] == "done" and summary["children"]["total"] == 3
     assert (await sqlite_store.event("crm:c1")) is not None

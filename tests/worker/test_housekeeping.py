@@ -142,7 +142,7 @@ async def test_worker_cron_archives_finished_requests(
         assert asyncio.get_running_loop().time() < deadline, group.log_text("worker")
         await asyncio.sleep(0.2)
     located = await ledger.locate(submitted.request_id)
-    assert located.source == FROM_ARCHIVE
+    assert located.stored_in == FROM_ARCHIVE
     assert located.request.status == RequestStatus.DISCONNECTED
     assert [r["to"] for r in located.history][-1] == "disconnected"
     assert "archive.finished" in group.log_text("worker")
