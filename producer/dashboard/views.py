@@ -164,20 +164,20 @@ async def request_detail(request: web.Request) -> web.Response:
     ledger = ctx(request).ledger()
     ref = request.match_info["ref"]
     try:
-        found = await ledger.resolve(ref)
+        located = await ledger.locate_ref(ref)  # Redis first, then the archive
     except RequestNotFound:
         response = await page(
             request, "not_found.html", "", title="Not found", text=f"No request found for {ref}."
         )
         response.set_status(404)
         return response
-    history = await ledger.history(found.request_id)
+    found, history = located.request, located.history
     with_date = (
         bool(history) and str(history[0].get("ts", ""))[:10] != str(history[-1].get("ts", ""))[:10]
     )
     return await page(
         request, "request.html", "Requests", title=found.request_id, item=found,
-        history=history, with_date=with_date,
+        history=history, with_date=with_date, stored_in=located.stored_in,
     )  # fmt: skip
 
 
