@@ -27,7 +27,6 @@ from archive.store import (
     event_rows,
     from_row,
     migrations,
-    records_at_or_after,
     row_values,
     upsert_sql,
 )
@@ -116,7 +115,7 @@ class PostgresArchive:
             row = await cur.fetchone()
         return None if row is None else _event(row)
 
-    async def records_since(self, since: float) -> AsyncIterator[dict[str, Any]]:
+    async def requests_since(self, since: float) -> AsyncIterator[ArchivedRequest]:
         after: tuple[float, str] = (float("-inf"), "")
         while True:
             page = await self._select(
@@ -125,8 +124,7 @@ class PostgresArchive:
                 (since, *after),
             )
             for request in page:
-                for record in records_at_or_after(request, since):
-                    yield record
+                yield request
             if len(page) < _PAGE:
                 return
             after = (page[-1].last_ts, page[-1].request_id)

@@ -25,7 +25,6 @@ from archive.store import (
     event_rows,
     from_row,
     migrations,
-    records_at_or_after,
     row_values,
     upsert_sql,
 )
@@ -158,13 +157,12 @@ class SqliteArchive:
             return None  # nothing archived yet: no thread hop on every intake
         return await self._run(self._event, key)
 
-    async def records_since(self, since: float) -> AsyncIterator[dict[str, Any]]:
+    async def requests_since(self, since: float) -> AsyncIterator[ArchivedRequest]:
         after: tuple[float, str] = (float("-inf"), "")
         while True:
             page = await self._run(self._page_since, since, after)
             for request in page:
-                for record in records_at_or_after(request, since):
-                    yield record
+                yield request
             if len(page) < _PAGE:
                 return
             after = (page[-1].last_ts, page[-1].request_id)

@@ -47,17 +47,20 @@ class ArchivedRequest:
     created_at: float
     updated_at: float
     fields: dict[str, str]  # the Redis hash as it was
-    history: list[dict[str, Any]]  # every audit record, oldest first, every key present
+    #: The request's history list as the ledger stores it, as one JSON array (compact records:
+    #: no null keys, none of the request's own fields; the ledger's reads restore both).
+    history_json: str
+    last_ts: float  # unix seconds of the newest audit record
     archived_at: float
     parent_id: str | None = None
     children: dict[str, str] = field(default_factory=dict)  # account id -> child request id
     events: tuple[ArchivedEvent, ...] = ()
 
     @property
-    def last_ts(self) -> float:
-        """Unix seconds of the newest audit record (``updated_at`` when it has none)."""
-        stamps = [iso_seconds(str(r["ts"])) for r in self.history if r.get("ts")]
-        return max([self.updated_at, *stamps])
+    def records(self) -> list[dict[str, Any]]:
+        """The stored history records, decoded (compact, as :attr:`history_json` holds them)."""
+        decoded: list[dict[str, Any]] = json.loads(self.history_json)
+        return decoded
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,9 @@ class ArchiveStore(Protocol):
         """The archived event id ``<service>:<event id>``, if any."""
         ...
 
-    def records_since(self, since: float) -> AsyncIterator[dict[str, Any]]:
-        """Every archived audit record with ``ts`` at or after ``since`` (unix seconds), one
-        request's records together, requests in the order of their newest record."""
+    def requests_since(self, since: float) -> AsyncIterator[ArchivedRequest]:
+        """Every archived request whose newest audit record is at or after ``since`` (unix
+        seconds), in the order of that record."""
         ...
 
     async def counts(self) -> ArchiveCounts:
@@ -142,7 +145,7 @@ def row_values(request: ArchivedRequest) -> dict[str, Any]:
         "last_ts": request.last_ts,
         "archived_at": request.archived_at,
         "fields": dumps(request.fields),
-        "history": dumps(request.history),
+        "history": request.history_json,
         "children": dumps(request.children),
     }
 
@@ -182,7 +185,8 @@ def from_row(row: Mapping[str, Any], events: Sequence[ArchivedEvent] = ()) -> Ar
         updated_at=float(row["updated_at"]),
         archived_at=float(row["archived_at"]),
         fields=decoded(row["fields"]),
-        history=decoded(row["history"]),
+        history_json=row["history"] if isinstance(row["history"], str) else dumps(row["history"]),
+        last_ts=float(row["last_ts"]),
         children=decoded(row["children"]),
         events=tuple(events),
     )
@@ -190,10 +194,6 @@ def from_row(row: Mapping[str, Any], events: Sequence[ArchivedEvent] = ()) -> Ar
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-def records_at_or_after(request: ArchivedRequest, since: float) -> list[dict[str, Any]]:
-    return [r for r in request.history if r.get("ts") and iso_seconds(str(r["ts"])) >= since]
 
 
 def open_archive(directory: Path, dsn: str | None) -> ArchiveStore:

@@ -31,19 +31,20 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import LockError
 
 from archive import ArchivedEvent, ArchivedRequest, ArchiveStore
+from archive.store import iso_seconds
 from ledger import lua
 from ledger.customer_models import CUSTOMER
 from ledger.detached import run_detached
 from ledger.kinds import RequestKind
 from ledger.models import ACCOUNT, RequestSource
-from ledger.records import CREATION_FIELDS, full_history, text
+from ledger.records import archived_history, text
 from ledger.store import Ledger
 
 _DELETION_EVENT = RequestSource.DELETION_EVENT.value
@@ -249,18 +250,20 @@ class Archiver:
         self, read: _Read, events: Sequence[ArchivedEvent], now: float
     ) -> ArchivedRequest:
         kind, fields = read.kind, read.fields
-        own = [fields.get(name) for name in (*kind.implied, *CREATION_FIELDS)]
-        history = full_history(kind, read.request_id, read.stored, own)
         created = float(fields["created_at"])
+        updated = float(fields.get("updated_at") or created)
+        newest = json.loads(read.stored[-1]).get("ts") if read.stored else None
         return ArchivedRequest(
             request_id=read.request_id,
             kind=kind.name,
             subject=fields.get("customer_id" if kind is CUSTOMER else "account_id", ""),
             status=fields["status"],
             created_at=created,
-            updated_at=float(fields.get("updated_at") or created),
+            updated_at=updated,
             fields=fields,
-            history=history,
+            # The stored records as they are (no decoding): reads restore them (full_history).
+            history_json="[" + ",".join(read.stored) + "]",
+            last_ts=max(updated, iso_seconds(newest)) if newest else updated,
             archived_at=now,
             parent_id=fields.get("parent_id"),
             children=read.children,
@@ -328,3 +331,16 @@ def _event_references(read: _Read) -> list[str]:
         if record.get("source") == _DELETION_EVENT and record.get("reference"):
             references.append(str(record["reference"]))
     return list(dict.fromkeys(references))
+
+
+KINDS: dict[str, RequestKind[Any, Any]] = {ACCOUNT.name: ACCOUNT, CUSTOMER.name: CUSTOMER}
+
+
+async def records_since(store: ArchiveStore, since: float) -> AsyncIterator[dict[str, Any]]:
+    """Every archived audit record with ``ts`` at or after ``since`` (unix seconds), every key
+    of the audit contract present; one request's records together, requests in the order of
+    their newest record (``fcd export``)."""
+    async for archived in store.requests_since(since):
+        for record in archived_history(KINDS[archived.kind], archived):
+            if record.get("ts") and iso_seconds(str(record["ts"])) >= since:
+                yield record

@@ -46,6 +46,7 @@ from ledger.kinds import (
 )
 from ledger.records import (
     CREATION_FIELDS,
+    archived_history,
     compact,
     decode_hash,
     dump,
@@ -198,7 +199,8 @@ class StateStore(Generic[RequestT, StatusT]):
 
     def from_archive(self, archived: ArchivedRequest) -> Located[RequestT]:
         request = self.kind.model.from_redis(archived.fields, archived.request_id)
-        return Located(request, archived.history, FROM_ARCHIVE, archived)
+        history = archived_history(self.kind, archived)
+        return Located(request, history, FROM_ARCHIVE, archived)
 
     async def count_by_status(self) -> dict[StatusT, int]:
         statuses = list(self.kind.statuses)

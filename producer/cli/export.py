@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ledger.archiving import records_since
 from ledger.durations import parse_duration
 from producer.cli.context import EXIT_BAD_INPUT, CliError, cli_settings
 
@@ -60,11 +61,11 @@ async def run(args: argparse.Namespace) -> int:
     archive = settings.open_archive()
     try:
         if args.output is None:
-            count = await _write(archive.records_since(since), sys.stdout)
+            count = await _write(records_since(archive, since), sys.stdout)
         else:
             partial = args.output.with_name(args.output.name + ".partial")
             with partial.open("w", encoding="utf-8") as out:
-                count = await _write(archive.records_since(since), out)
+                count = await _write(records_since(archive, since), out)
             os.replace(partial, args.output)
     finally:
         await archive.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from archive import ArchivedEvent, ArchivedRequest, ArchiveStore, open_archive
 from archive.sqlite import FILE_NAME, SqliteArchive
-from archive.store import get_one, migrations
+from archive.store import get_one, iso_seconds, migrations
 
 
 def archived(request_id: str, *, subject: str = "fca_1", status: str = "disconnected",
@@ -29,7 +30,8 @@ def archived(request_id: str, *, subject: str = "fca_1", status: str = "disconne
         created_at=1_767_225_600.0,
         updated_at=1_767_323_045.0,
         fields={"account_id": subject, "status": status, "source": "deletion_event"},
-        history=history,
+        history_json=json.dumps(history),
+        last_ts=iso_seconds(ts),
         archived_at=1_770_000_000.0,
         events=tuple(
             ArchivedEvent(f"svc:ev{request_id}{n}", request_id, "h" * 64, '{"r":1}', "1.5")
@@ -46,7 +48,7 @@ async def test_put_is_an_upsert_by_request_id(archive_store: ArchiveStore) -> No
     assert (counts.requests, counts.events, counts.records) == (2, 2, 4)
     found = await get_one(archive_store, "dr_a")
     assert found is not None and found.status == "failed"
-    assert found.history == archived("dr_a", status="failed").history
+    assert found.records == archived("dr_a", status="failed").records
     assert found.fields["source"] == "deletion_event"
     assert [e.key for e in found.events] == ["svc:evdr_a0"]
 
@@ -61,19 +63,22 @@ async def test_reads_by_id_subject_and_event(archive_store: ArchiveStore) -> Non
     assert await get_one(archive_store, "dr_zz") is None
 
 
-async def test_records_since_filters_on_record_time(archive_store: ArchiveStore) -> None:
-    """Only records at or after ``since``; every request's older records are left out."""
+async def test_requests_since_pages_in_order_of_the_newest_record(
+    archive_store: ArchiveStore,
+) -> None:
+    """Only requests whose newest record is at or after ``since``, oldest first, over pages."""
     await archive_store.put(
         [
             archived(f"dr_{n:04d}", ts=f"2026-02-{n % 28 + 1:02d}T00:00:00.000000Z")
             for n in range(600)
         ]
     )
-    since = 1_767_225_600.0 + 86_400  # 2026-01-02: after every creation record
-    records = [r async for r in archive_store.records_since(since)]
-    assert len(records) == 600 and {r["to"] for r in records} == {"disconnected"}
-    assert len({r["request_id"] for r in records}) == 600
-    assert len([r async for r in archive_store.records_since(0)]) == 1200
+    since = iso_seconds("2026-02-15T00:00:00Z")
+    found = [r async for r in archive_store.requests_since(since)]
+    assert len(found) == sum(1 for n in range(600) if n % 28 + 1 >= 15)
+    assert [r.last_ts for r in found] == sorted(r.last_ts for r in found)
+    assert len({r.request_id for r in found}) == len(found)
+    assert len([r async for r in archive_store.requests_since(0)]) == 600
 
 
 async def test_schema_is_migrated_once(archive_store: ArchiveStore) -> None:
