@@ -3,6 +3,9 @@
 Contracts (on top of the state machine's, :mod:`ledger.machine`):
 
 - Nothing expires. arq forgets jobs after a day and results after an hour; the ledger does not.
+  Terminal requests older than ``FCD_ARCHIVE_AFTER`` move, whole, to the archive
+  (:mod:`ledger.archiving`); reads fall through to it (:meth:`locate`, :meth:`locate_ref`,
+  :meth:`known_disconnected`).
 - One active request per account. :meth:`Ledger.submit` for an account that already has one
   merges into it (a ``disconnect.merged`` record in its history) and returns the existing id. An
   urgent submission merged into a waiting bulk request promotes it to the urgent queue.
@@ -83,6 +86,11 @@ class KnownDisconnected:
 
     reason: str
     evidence: Evidence
+
+
+def _ended_before(request_id: str, status: str) -> KnownDisconnected:
+    reason = f"an earlier request for the account, {request_id}, ended {status}"
+    return KnownDisconnected(reason, Evidence.LEDGER)
 
 
 class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
@@ -248,8 +256,9 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         ``fca_`` id), so either of these settles a request without calling Stripe: Stripe's
         event of a disconnect someone else made, as applied (``account.externally_disconnected``
         in the account's history), or an earlier request for the account (not ``besides``)
-        that ended ``disconnected`` or ``already_disconnected``. One round trip when the
-        account has neither (the usual case).
+        that ended ``disconnected`` or ``already_disconnected``, in Redis or moved to the
+        archive. One Redis round trip (and one archive lookup) when the account has neither
+        (the usual case).
         """
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(self.account_history_key(account_id), 0, -1)
@@ -260,16 +269,18 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             if record.get("event") == EXTERNALLY_DISCONNECTED:
                 return KnownDisconnected(str(record.get("message")), Evidence.EVENT)
         earlier = [text(member) for member in finished if text(member) != besides]
-        if not earlier:
-            return None
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for request_id in earlier:
-                pipe.hget(self.request_key(request_id), "status")
-            statuses = await pipe.execute()
-        for request_id, status in zip(earlier, statuses, strict=True):
-            if status is not None and text(status) in _GONE:
-                reason = f"an earlier request for the account, {request_id}, ended {text(status)}"
-                return KnownDisconnected(reason, Evidence.LEDGER)
+        if earlier:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for request_id in earlier:
+                    pipe.hget(self.request_key(request_id), "status")
+                statuses = await pipe.execute()
+            for request_id, status in zip(earlier, statuses, strict=True):
+                if status is not None and text(status) in _GONE:
+                    return _ended_before(request_id, text(status))
+        for located in await self.archived_for_account(account_id):  # moved out of Redis
+            status = located.request.status.value
+            if located.request.request_id != besides and status in _GONE:
+                return _ended_before(located.request.request_id, status)
         return None
 
     async def account_history(self, account_id: str) -> list[dict[str, Any]]:

@@ -227,3 +227,16 @@ async def test_one_pass_at_a_time(ledger: Ledger, redis: Redis, sqlite_store: Ar
     report = await Archiver(ledger, sqlite_store).run(older_than=DAY, now=time.time() + 2 * DAY)
     assert report.lock_busy and report.archived == 0
     await lock.release()
+
+
+async def test_an_account_disconnected_by_an_archived_request_is_still_known(
+    ledger: Ledger, sqlite_store: ArchiveStore
+) -> None:
+    """A later request for the account ends without a Stripe call, as before archiving."""
+    ledger.archive = sqlite_store
+    first = await finished(ledger, "fca_known")
+    await Archiver(ledger, sqlite_store).run(older_than=DAY, now=time.time() + 2 * DAY)
+    later = await ledger.submit("fca_known", source=RequestSource.OPERATOR)
+    known = await ledger.known_disconnected("fca_known", besides=later.request_id)
+    assert known is not None and first in known.reason
+    assert await ledger.known_disconnected("fca_other", besides="") is None
