@@ -50,6 +50,10 @@ SERIES: Final = {
         "Time from submission to a terminal status, by terminal status and source.",
     ),
     "fcd_webhooks_total": ("counter", "Stripe webhook deliveries by event type and result."),
+    "fcd_stream_trimmed_total": (
+        "counter",
+        "Entries a Redis stream's MAXLEN cap trimmed (webhook:dead: dead letters lost).",
+    ),
     "fcd_limiter_total": ("counter", "Rate-limiter grants, waits, rate_limited reports."),
     "fcd_limiter_wait_seconds_total": ("counter", "Time callers spent waiting for the limiter."),
 }
@@ -62,6 +66,7 @@ _COUNTER_OF = {
     "fcd_http_responses_total": ("http", ("code",)),
     "fcd_stripe_calls_total": ("stripe", ("endpoint", "outcome")),
     "fcd_webhooks_total": ("webhooks", ("type", "result")),
+    "fcd_stream_trimmed_total": ("streams", ("stream",)),
 }
 
 

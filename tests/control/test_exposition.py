@@ -28,6 +28,7 @@ EXPECTED_SERIES = [
     "fcd_stripe_call_duration_seconds",
     "fcd_request_completion_seconds",
     "fcd_webhooks_total",
+    "fcd_stream_trimmed_total",
     "fcd_limiter_total",
     "fcd_limiter_wait_seconds_total",
 ]

@@ -55,6 +55,11 @@ async def test_every_rendered_sample_has_only_contract_labels(bulk_ledger: Ledge
     missing = (
         {name for name in known if not name.endswith(("_sum", "_count"))}
         - seen
-        - {"fcd_intake_requests_total", "fcd_http_responses_total", "fcd_webhooks_total"}
+        - {
+            "fcd_intake_requests_total",
+            "fcd_http_responses_total",
+            "fcd_webhooks_total",
+            "fcd_stream_trimmed_total",
+        }
     )
     assert not missing, f"no samples of {missing}"
