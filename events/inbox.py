@@ -205,3 +205,7 @@ class WebhookInbox:
     async def pending(self) -> int:
         """Events accepted but not yet applied (waiting or in flight)."""
         return int(await self.redis.xlen(self.stream))
+
+    async def dead_letters(self) -> int:
+        """Events parked in the dead-letter stream (at most about ``dead_letter_maxlen``)."""
+        return int(await self.redis.xlen(self.dead_stream))

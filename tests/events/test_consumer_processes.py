@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -28,9 +29,10 @@ async def _consumers(inbox: WebhookInbox) -> dict[str, int]:
     return {i["name"].decode(): int(i["pending"]) for i in infos}
 
 
-async def _until(check: object, what: str, seconds: float = 60.0) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 60.0) -> None:
+    """Poll ``check`` (the state is in Redis and in process logs); fail after ``seconds``."""
     deadline = time.monotonic() + seconds
-    while not await check():  # type: ignore[operator]
+    while not await check():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.1)
 

@@ -72,7 +72,8 @@ async def test_dead_letters_are_capped_and_trimming_is_counted_and_logged(ledger
     with capture_logs() as logs:
         while await inbox.pending():
             assert await inbox.process_once("c1", failing, block_ms=10) == 0
-    dead = await ledger.redis.xlen(inbox.dead_stream)
+    dead = await inbox.dead_letters()
+    assert dead == await ledger.redis.xlen(inbox.dead_stream)
     assert 5 <= dead <= 5 + NODE
     counters = await read_counters(ledger.redis, ledger.prefix)
     assert counters["streams"] == {"webhook:dead": 300 - dead}
