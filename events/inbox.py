@@ -55,6 +55,8 @@ INBOX_MAXLEN: Final = 1_000_000
 DEAD_LETTER_MAXLEN: Final = 10_000
 #: Who holds the entries a stopping consumer handed back until a live one claims them.
 PARKING_CONSUMER: Final = "handed-back"
+#: How long a stopping consumer tries to leave (Redis unreachable: the reconciler prunes it).
+LEAVE_TIMEOUT_SECONDS: Final = 5.0
 
 Apply = Callable[[dict[str, Any]], Awaitable[str]]
 log = structlog.get_logger("fcd.webhooks")
@@ -173,10 +175,14 @@ class WebhookInbox:
                 await asyncio.sleep(1.0)
         except asyncio.CancelledError:
             try:
-                await run_detached(self.leave(consumer))
-            except (RedisError, OSError) as exc:  # the reconciler removes the name later
+                await run_detached(self._leave_within(consumer, LEAVE_TIMEOUT_SECONDS))
+            except (RedisError, OSError, TimeoutError) as exc:  # the reconciler prunes it later
                 log.warning("webhooks.leave_failed", consumer=consumer, error=type(exc).__name__)
             raise
+
+    async def _leave_within(self, consumer: str, seconds: float) -> int:
+        async with asyncio.timeout(seconds):
+            return await self.leave(consumer)
 
     async def leave(self, consumer: str) -> int:
         """Hand back what ``consumer`` holds, then delete it; return how many entries it held.
