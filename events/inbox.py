@@ -48,8 +48,8 @@ from ledger.detached import run_detached
 
 SEEN_TTL_SECONDS: Final = 30 * 86_400
 GROUP: Final = "intake"
-#: About how many events the inbox keeps waiting (a week of a million-account sweep's events
-#: at a stopped intake would pass it; trimmed entries are counted and logged).
+#: About how many events the inbox keeps waiting: a million-account sweep's events while no
+#: intake applies them (applied events are deleted at once; trimmed ones are counted and logged).
 INBOX_MAXLEN: Final = 1_000_000
 #: About how many dead letters are kept; on-call drains them long before (``deploy/runbook.md``).
 DEAD_LETTER_MAXLEN: Final = 10_000
