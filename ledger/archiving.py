@@ -41,8 +41,11 @@ from archive import ArchivedEvent, ArchivedRequest, ArchiveStore
 from archive.store import iso_seconds
 from ledger import lua
 from ledger.customer_models import CUSTOMER
+from ledger.customers import CustomerLedger
 from ledger.detached import run_detached
+from ledger.event_ids import EventRegistry
 from ledger.kinds import RequestKind
+from ledger.machine import StateStore
 from ledger.models import ACCOUNT, RequestSource
 from ledger.records import archived_history, text
 from ledger.store import Ledger
@@ -87,19 +90,28 @@ class Archiver:
 
     def __init__(self, ledger: Ledger, store: ArchiveStore) -> None:
         self.ledger = ledger
+        self.customers = CustomerLedger(ledger, ledger.audit)
+        self.events = EventRegistry(ledger.redis, ledger.prefix)
         self.store = store
         self.redis = ledger.redis
         self.prefix = ledger.prefix
         self._read = lua.register(ledger.redis, "ledger", "archive_read")
         self._remove = lua.register(ledger.redis, "ledger", "archive_remove")
 
+    def _store(self, kind: RequestKind[Any, Any]) -> StateStore[Any, Any]:
+        return self.customers if kind is CUSTOMER else self.ledger
+
     def _index(self, kind: RequestKind[Any, Any], status: str) -> str:
-        return f"{self.prefix}{kind.status_index}:{status}"
+        return self._store(kind).status_key(kind.statuses(status))
 
     def _owner(self, kind: RequestKind[Any, Any], fields: dict[str, str]) -> str:
         if kind is CUSTOMER:
-            return f"{self.prefix}customer:{fields.get('customer_id', '')}:reqs"
+            return self.customers.customer_key(fields.get("customer_id", ""))
         return self.ledger.account_requests_key(fields.get("account_id", ""))
+
+    def _event_key(self, reference: str) -> str:
+        service, _, event_id = reference.partition(":")
+        return self.events.key(service, event_id)
 
     async def run(
         self, *, older_than: float, batch_size: int = 1000, now: float | None = None
@@ -198,13 +210,18 @@ class Archiver:
         return _Batch(units, requests, waiting)
 
     async def _read_many(self, kind: RequestKind[Any, Any], ids: Sequence[str]) -> list[_Read]:
-        spec = {
-            "prefix": self.prefix,
-            "family": kind.key_family,
-            "ids": list(ids),
-            "children": kind is CUSTOMER,
-        }
-        raw = json.loads(await self._read(args=[lua.params(**spec)]))
+        store = self._store(kind)
+        reads_spec = []
+        for request_id in ids:
+            entry = {
+                "id": request_id,
+                "req": store.request_key(request_id),
+                "hist": store.history_key(request_id),
+            }
+            if kind is CUSTOMER:
+                entry["children"] = self.customers.children_key(request_id)
+            reads_spec.append(entry)
+        raw = json.loads(await self._read(args=[lua.params(reads=reads_spec)]))
         reads = []
         for request_id in ids:
             entry = raw.get(request_id) or {}
@@ -233,7 +250,7 @@ class Archiver:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, reference in wanted:
-                pipe.hmget(f"{self.prefix}intake:{reference}", ["h", "r", "at"])
+                pipe.hmget(self._event_key(reference), ["h", "r", "at"])
             answers = await pipe.execute()
         found: dict[str, list[ArchivedEvent]] = {}
         for (request_id, reference), (digest, result, at) in zip(wanted, answers, strict=True):
@@ -280,21 +297,17 @@ class Archiver:
         units = []
         for unit in batch.units:
             events = [
-                f"{self.prefix}intake:{e.key}"
-                for read in unit
-                for e in by_id[read.request_id].events
+                self._event_key(e.key) for read in unit for e in by_id[read.request_id].events
             ]
             parent = unit[0]
             children = (
-                f"{self.prefix}{CUSTOMER.key_family}:{parent.request_id}:children"
-                if parent.kind is CUSTOMER
-                else ""
+                self.customers.children_key(parent.request_id) if parent.kind is CUSTOMER else ""
             )
             units.append({"reqs": [self._expectation(r) for r in unit], "events": events,
                           "children": children})  # fmt: skip
         if not units:
             return
-        removed = json.loads(await self._remove(args=[lua.params(prefix=self.prefix, units=units)]))
+        removed = json.loads(await self._remove(args=[lua.params(units=units)]))
         report.archived += len(removed)
         report.kept += len(batch.requests) - len(removed)
         for request_id in removed:
@@ -302,9 +315,11 @@ class Archiver:
             report.by_kind[kind] = report.by_kind.get(kind, 0) + 1
 
     def _expectation(self, read: _Read) -> dict[str, Any]:
+        store = self._store(read.kind)
         return {
             "id": read.request_id,
-            "family": read.kind.key_family,
+            "req": store.request_key(read.request_id),
+            "hist": store.history_key(read.request_id),
             "status": read.fields["status"],
             "updated": read.fields.get("updated_at", ""),
             "hlen": len(read.stored),

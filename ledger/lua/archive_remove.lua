@@ -2,17 +2,15 @@
 -- parent with its children) only if every request in it is still exactly as archived: same
 -- status, same updated_at, same history length. Else the unit stays (the next pass archives it
 -- again; the archive's upsert replaces the row). Removes every key and index entry of the unit.
--- ARGV[1]: JSON {prefix, units: [{reqs: [{id, family, status, updated ('' if absent), hlen,
---   index (its status index key), owner (its account's or customer's index key)}],
---   events (event keys), children (a children hash key or '')}]}
+-- ARGV[1]: JSON {units: [{reqs: [{id, req (hash key), hist (history key), status, updated
+--   ('' if absent), hlen, index (its status index key), owner (its account's or customer's
+--   index key)}], events (event-id keys), children (a children hash key or '')}]}
 -- Returns one JSON array: the ids removed.
 local p = cjson.decode(ARGV[1])
 local removed = {}
 local function unchanged(r)
-  local key = p.prefix .. r.family .. ':' .. r.id
-  local f = redis.call('HMGET', key, 'status', 'updated_at')
-  return f[1] == r.status and (f[2] or '') == r.updated
-    and redis.call('LLEN', key .. ':hist') == r.hlen
+  local f = redis.call('HMGET', r.req, 'status', 'updated_at')
+  return f[1] == r.status and (f[2] or '') == r.updated and redis.call('LLEN', r.hist) == r.hlen
 end
 for _, unit in ipairs(p.units) do
   local ok = true
@@ -21,8 +19,7 @@ for _, unit in ipairs(p.units) do
   end
   if ok then
     for _, r in ipairs(unit.reqs) do
-      local key = p.prefix .. r.family .. ':' .. r.id
-      redis.call('DEL', key, key .. ':hist')
+      redis.call('DEL', r.req, r.hist)
       redis.call('ZREM', r.index, r.id)
       redis.call('ZREM', r.owner, r.id)
       removed[#removed + 1] = r.id
