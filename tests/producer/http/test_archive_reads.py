@@ -16,7 +16,9 @@ from redis.asyncio import Redis
 from archive import ArchiveStore, open_archive
 from ledger.archiving import Archiver
 from ledger.audit import AuditTrail
-from ledger.models import RequestStatus
+from ledger.customer_models import CustomerStatus
+from ledger.customers import CustomerLedger
+from ledger.models import RequestSource, RequestStatus
 from ledger.store import Ledger
 from producer.http.app import create_app
 from tests.producer.http.conftest import BILLING, CRM, account_body, make_settings
@@ -117,3 +119,38 @@ async def test_a_late_replay_is_answered_from_the_archive(
         "/v1/disconnect-requests", json=account_body("fca_replay", event_id="evt_new"), headers=CRM
     )
     assert (await fresh.json())["request_ids"] != answer["request_ids"]
+
+
+async def test_a_customer_request_reads_from_the_archive_with_its_children(
+    client: TestClient[Any, Any], writer: Ledger, store: ArchiveStore
+) -> None:
+    """GET of an archived ``cr_…`` parent: its summary is derived from its archived children."""
+    resp = await client.post(
+        "/v1/disconnect-requests",
+        json={"customer_id": "cus_gone", "event_id": "evt_cus", "reason": "closed"},
+        headers=CRM,
+    )
+    assert resp.status == 202
+    (parent_id,) = (await resp.json())["request_ids"]
+    customers = CustomerLedger(writer, writer.audit)
+    parent = await customers.transition(await customers.get(parent_id), CustomerStatus.LISTING)
+    for n in range(2):
+        child = await writer.submit(
+            f"fca_kid{n}", source=RequestSource.DELETION_EVENT, reference="crm:evt_cus",
+            parent_id=parent_id, children_key=customers.children_key(parent_id),
+        )  # fmt: skip
+        await writer.transition(await writer.get(child.request_id), RequestStatus.CANCELLED)
+    await customers.transition(parent, CustomerStatus.LISTED)
+    report = await Archiver(writer, store).run(older_than=DAY, now=time.time() + 2 * DAY)
+    assert report.archived == 3
+
+    body = await (await client.get(f"/v1/disconnect-requests/{parent_id}", headers=CRM)).json()
+    assert (body["kind"], body["stored_in"], body["state"]) == ("customer", "archive", "done")
+    assert body["children"] == {"total": 2, "by_status": {"cancelled": 2}}
+    replay = await client.post(
+        "/v1/disconnect-requests",
+        json={"customer_id": "cus_gone", "event_id": "evt_cus", "reason": "closed"},
+        headers=CRM,
+    )
+    assert replay.status == 202 and (await replay.json())["request_ids"] == [parent_id]
+    assert not await writer.redis.exists(customers.key(parent_id))  # no second parent
