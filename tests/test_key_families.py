@@ -102,6 +102,7 @@ FAMILIES: dict[str, Family] = {
     "P schema": Family(Bound.FIXED, "one string: the ledger's schema version"),
     "P schema:lock": expires("redis-py Lock while a migration runs"),
     "P reconcile:lock": expires("redis-py Lock while a reconcile pass runs"),
+    "P archive:lock": expires("redis-py Lock while an archive pass runs (ledger.archiving)"),
     "P paused": Family(Bound.FIXED, "one string: the kill switch, while paused"),
     # Webhooks (events/inbox.py, worker/events_catchup.py)
     "P webhook:inbox": Family(
