@@ -100,6 +100,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     audit = AuditTrail(settings.audit_log_path)
     stack.callback(audit.close)
     ledger = Ledger.from_settings(redis, settings, audit)
+    stack.push_async_callback(ledger.close_archive)
     await ensure_migrated(ledger)
     gate = ctx.get("gate_factory", build_gate)(redis, settings)
     ctx["deps"] = DisconnectDeps(
