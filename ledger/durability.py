@@ -33,8 +33,9 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
+from ledger.connection import error_code
 from ledger.settings import BaseServiceSettings, Durability
 
 log = structlog.get_logger("fcd.redis")
@@ -96,7 +97,7 @@ class DurableWrites:
             try:
                 _, answer = await pipe.execute()
             except ResponseError as exc:  # e.g. NOREPLICAS on a primary that lost its replica
-                raise NotDurable(request_ids, _first_word(exc)) from None
+                raise NotDurable(request_ids, error_code(exc)) from None
         if self.method == METHOD_WAITAOF:
             local = int(answer[0])
             if local < 1:
@@ -218,8 +219,3 @@ def _version_tuple(version: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
-
-
-def _first_word(exc: RedisError) -> str:
-    text = str(exc).strip()
-    return text.split(" ", 1)[0] if text else type(exc).__name__

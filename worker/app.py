@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import structlog
 from arq import Retry, func
-from arq.worker import Worker
 from redis.asyncio import Redis
 
 from control.metrics import CounterBuffer
@@ -39,6 +38,7 @@ from ledger.jobs import (
 from ledger.migrate import ensure_migrated
 from ledger.store import Ledger
 from retention.jobs import SWEEP_JOB
+from worker.arq_worker import ResilientWorker
 from worker.batch import PAUSED, BatchDeps, run_batch
 from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
@@ -166,7 +166,7 @@ def build_worker(
     burst: bool = False,
     gate_factory: GateFactory = build_gate,
     queue: Priority = "urgent",
-) -> Worker:
+) -> ResilientWorker:
     """An arq ``Worker`` for ``settings``; JSON serializer only (arq's default is replaced).
 
     ``queue="bulk"`` consumes ``FCD_BULK_QUEUE_NAME`` instead of ``FCD_QUEUE_NAME``, waits at the
@@ -193,7 +193,7 @@ def build_worker(
             func(disconnect_batch, name=BATCH_JOB, max_tries=1_000, timeout=sweep_timeout),
             func(retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=sweep_timeout),
         ]
-    worker = Worker(
+    worker = ResilientWorker(
         functions=functions,
         cron_jobs=crons,
         redis_settings=arq_redis_settings(settings),

@@ -30,7 +30,7 @@ def wait_for_replicas(primary: PrivateRedis, count: int) -> None:
     client = sync_redis.Redis.from_url(primary.url)
     try:
         for _ in range(400):
-            info = client.info("replication")
+            info: dict[str, Any] = client.info("replication")  # type: ignore[assignment]
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
             if sum(v.get("state") == "online" for v in online) == count:
                 return
