@@ -63,14 +63,14 @@ async def measure(cluster: SentinelCluster, config: str) -> Row:
 
     try:
         for n in range(50):  # some writes before the fail-over
-            await redis.rpush(KEY, n)
+            await redis.rpush(KEY, n)  # type: ignore[misc]
             acknowledged.append(n)
         thread = threading.Thread(target=failover)
         thread.start()
         n = len(acknowledged)
         while not done.is_set():
             try:
-                await redis.rpush(KEY, n)
+                await redis.rpush(KEY, n)  # type: ignore[misc]
             except (RedisError, OSError):
                 refused += 1
                 await asyncio.sleep(0.02)
@@ -86,7 +86,7 @@ async def measure(cluster: SentinelCluster, config: str) -> Row:
             BaseServiceSettings(redis_url=cluster.server_url(cluster.primary_port()))
         )
         try:
-            stored = {int(v) for v in await direct.lrange(KEY, 0, -1)}
+            stored = {int(v) for v in await direct.lrange(KEY, 0, -1)}  # type: ignore[misc]
         finally:
             await direct.aclose()
     finally:
