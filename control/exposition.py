@@ -38,6 +38,10 @@ SERIES: Final = {
         "Last heartbeat of each live worker process (unix seconds, Redis' clock).",
     ),
     "fcd_webhook_inbox": ("gauge", "Verified webhook events not yet applied."),
+    "fcd_webhook_dead_letters": (
+        "gauge",
+        "Webhook events parked in the dead-letter stream (capped: drain before the cap).",
+    ),
     "fcd_intake_requests_total": ("counter", "Intake submissions by calling service and outcome."),
     "fcd_http_responses_total": ("counter", "HTTP answers of the intake by status code."),
     "fcd_stripe_calls_total": ("counter", "Stripe calls by endpoint and outcome."),
@@ -50,6 +54,10 @@ SERIES: Final = {
         "Time from submission to a terminal status, by terminal status and source.",
     ),
     "fcd_webhooks_total": ("counter", "Stripe webhook deliveries by event type and result."),
+    "fcd_stream_trimmed_total": (
+        "counter",
+        "Entries a Redis stream's MAXLEN cap trimmed (webhook:dead: dead letters lost).",
+    ),
     "fcd_limiter_total": ("counter", "Rate-limiter grants, waits, rate_limited reports."),
     "fcd_limiter_wait_seconds_total": ("counter", "Time callers spent waiting for the limiter."),
 }
@@ -62,6 +70,7 @@ _COUNTER_OF = {
     "fcd_http_responses_total": ("http", ("code",)),
     "fcd_stripe_calls_total": ("stripe", ("endpoint", "outcome")),
     "fcd_webhooks_total": ("webhooks", ("type", "result")),
+    "fcd_stream_trimmed_total": ("streams", ("stream",)),
 }
 
 
@@ -74,12 +83,14 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-async def render_metrics(ledger: Ledger, *, webhook_inbox: int) -> str:
-    """The whole exposition text; ``webhook_inbox`` is the inbox's pending count (the events
-    layer owns the inbox, so the caller reads it)."""
+async def render_metrics(ledger: Ledger, *, webhook_inbox: int, webhook_dead_letters: int) -> str:
+    """The whole exposition text; ``webhook_inbox`` is the inbox's pending count and
+    ``webhook_dead_letters`` its dead-letter count (the events layer owns the inbox, so the
+    caller reads them)."""
     samples: dict[str, list[str]] = {name: [] for name in SERIES}
     await _gauges(ledger, samples)
     samples["fcd_webhook_inbox"].append(f" {webhook_inbox}")
+    samples["fcd_webhook_dead_letters"].append(f" {webhook_dead_letters}")
     counters = await read_counters(ledger.redis, ledger.prefix)
     for name, (family, label_names) in _COUNTER_OF.items():
         samples[name] += _counter_samples(counters[family], label_names)

@@ -8,7 +8,8 @@ request path; a crash loses at most one interval's counts. Workers count each St
 ends with :func:`record_stripe_call` (one pipelined round trip beside the call itself).
 
 Families: ``intake`` (service|outcome), ``http`` (status code), ``stripe`` (endpoint|outcome),
-``webhooks`` (event type|result). The worker's rate limiter keeps its own ``<prefix>rl:stats`` hash
+``webhooks`` (event type|result), ``streams`` (stream name: entries a stream's ``MAXLEN`` trimmed,
+written by :mod:`events.inbox`'s scripts). The worker's rate limiter keeps its own ``<prefix>rl:stats`` hash
 (``grants``, ``waits``, ``wait_us``, ``rate_limited``); :func:`limiter_stats_key` names it here so
 the producer can read it without importing the worker.
 
@@ -37,7 +38,7 @@ def limiter_stats_key(prefix: str) -> str:
     return f"{prefix}rl:stats"
 
 
-FAMILIES: Final = ("intake", "http", "stripe", "webhooks")
+FAMILIES: Final = ("intake", "http", "stripe", "webhooks", "streams")
 #: Bucket upper bounds, seconds. Stripe calls take 0.1-1 s normally; the timeout is 30 s.
 STRIPE_LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Submit to terminal: seconds for a user deletion, hours for a sweep's backlog, a week at most.

@@ -7,7 +7,8 @@ start-up): it writes its entry and pushes its expiry forward. Layout (``P`` is t
   ``max_jobs``, ``started_at``, ``heartbeat_at`` (Redis' clock, unix seconds); it expires
   :data:`ENTRY_TTL_SECONDS` after the last beat, so a killed worker disappears by itself
 - ``P workers``            sorted set: worker ids by last heartbeat (an index; ids whose hash has
-  expired are dropped by :meth:`WorkerRegistry.alive`)
+  expired are dropped by :meth:`WorkerRegistry.alive`, and every beat drops the ids that have
+  not beaten for :data:`ENTRY_TTL_SECONDS`, so killed workers never pile up in it)
 
 A worker that stops cleanly removes its entry at once. Read by ``/metrics``
 (``fcd_workers{queue}``, ``fcd_worker_heartbeat_timestamp_seconds{worker,queue}``), the
@@ -84,6 +85,7 @@ class WorkerRegistry:
             pipe.hset(self.entry_key(worker_id), mapping=fields)
             pipe.expire(self.entry_key(worker_id), ENTRY_TTL_SECONDS)
             pipe.zadd(self.index_key, {worker_id: now})
+            pipe.zremrangebyscore(self.index_key, "-inf", now - ENTRY_TTL_SECONDS)
             await pipe.execute()
         return now
 

@@ -2,7 +2,9 @@
 the webhook catch-up (:mod:`worker.events_catchup`).
 
 :func:`reconcile_job` is a thin arq adapter over :func:`ledger.reconcile.reconcile` (every kind
-of request) and :func:`retention.runs.recover_runs` (sweep runs whose process was lost). It is an arq
+of request), :func:`retention.runs.recover_runs` (sweep runs whose process was lost) and
+:meth:`events.inbox.WebhookInbox.prune_consumers` (webhook-inbox consumer names of stopped intake
+processes that own nothing, idle ``FCD_WEBHOOK_CONSUMER_IDLE_SECONDS``). It is an arq
 cron job with ``unique=True``: every worker computes the same schedule and enqueues the run under
 the job id ``reconcile:<scheduled unix ms>``; arq's ``enqueue_job`` refuses an id whose job (or
 result) key exists, so one run per schedule happens across all workers (arq ``cron.py`` and
@@ -23,6 +25,7 @@ import structlog
 from arq.cron import CronJob, cron
 
 from control.overview import publish_limiter_snapshot
+from events.inbox import WebhookInbox
 from ledger.jobs import ARQ_JOB_KEY_PREFIX
 from ledger.reconcile import reconcile
 from ledger.store import Ledger
@@ -51,11 +54,14 @@ async def reconcile_job(ctx: dict[str, Any]) -> str:
         SweepRuns(deps.ledger.redis, deps.ledger.prefix, deps.ledger.audit),
         job_key_prefix=ARQ_JOB_KEY_PREFIX,
     )
+    inbox: WebhookInbox = ctx["inbox"]
+    pruned = await inbox.prune_consumers(settings.webhook_consumer_idle_seconds)
     log.info(
         "reconcile.finished",
         scanned=report.scanned,
         repaired=len(report.repairs),
         lost_sweep_runs=len(lost_runs),
+        webhook_consumers_pruned=len(pruned),
         lock_busy=report.lock_busy,
     )
     if isinstance(deps.gate, SnapshotSource):

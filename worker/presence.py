@@ -136,6 +136,8 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    inbox = await WebhookInbox(ledger.redis, ledger.prefix).pending()
-    text = await render_metrics(ledger, webhook_inbox=inbox)
+    inbox = WebhookInbox(ledger.redis, ledger.prefix)
+    text = await render_metrics(
+        ledger, webhook_inbox=await inbox.pending(), webhook_dead_letters=await inbox.dead_letters()
+    )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")

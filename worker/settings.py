@@ -123,6 +123,12 @@ class WorkerSettings(BaseServiceSettings):
         description="Each catch-up pass re-reads this much before the newest event it saw "
         "(the inbox drops duplicates), for events listed late.",
     )
+    webhook_consumer_idle_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="The reconciler deletes a webhook-inbox consumer (an intake process's name) "
+        "that owns no pending event and has been idle this long (a process that was killed).",
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> WorkerSettings:

@@ -11,4 +11,8 @@ from producer.http.state import Services
 
 async def render_metrics(svc: Services) -> str:
     """The whole exposition text."""
-    return await render_fleet_metrics(svc.ledger, webhook_inbox=await svc.inbox.pending())
+    return await render_fleet_metrics(
+        svc.ledger,
+        webhook_inbox=await svc.inbox.pending(),
+        webhook_dead_letters=await svc.inbox.dead_letters(),
+    )

@@ -22,27 +22,30 @@ EXPECTED_SERIES = [
     "fcd_workers",
     "fcd_worker_heartbeat_timestamp_seconds",
     "fcd_webhook_inbox",
+    "fcd_webhook_dead_letters",
     "fcd_intake_requests_total",
     "fcd_http_responses_total",
     "fcd_stripe_calls_total",
     "fcd_stripe_call_duration_seconds",
     "fcd_request_completion_seconds",
     "fcd_webhooks_total",
+    "fcd_stream_trimmed_total",
     "fcd_limiter_total",
     "fcd_limiter_wait_seconds_total",
 ]
 
 
 async def _samples(ledger: Ledger) -> dict[str, float]:
-    return parse_samples(await render_metrics(ledger, webhook_inbox=0))
+    return parse_samples(await render_metrics(ledger, webhook_inbox=0, webhook_dead_letters=0))
 
 
 async def test_every_contracted_series_is_declared(bulk_ledger: Ledger) -> None:
     """The exposition declares exactly the series the deploy's alerts and dashboards use."""
-    text = await render_metrics(bulk_ledger, webhook_inbox=3)
+    text = await render_metrics(bulk_ledger, webhook_inbox=3, webhook_dead_letters=2)
     assert series_names(text) == EXPECTED_SERIES == list(SERIES)
     samples = parse_samples(text)
     assert samples["fcd_webhook_inbox"] == 3
+    assert samples["fcd_webhook_dead_letters"] == 2
     assert samples['fcd_queue_jobs{queue="bulk",state="deferred"}'] == 0
     assert samples['fcd_oldest_pending_request_age_seconds{queue="urgent"}'] == 0
 

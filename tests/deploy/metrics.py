@@ -24,7 +24,9 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "fcd_intake_requests_total": (COUNTER, frozenset({"service", "outcome"})),
     "fcd_http_responses_total": (COUNTER, frozenset({"code"})),
     "fcd_webhooks_total": (COUNTER, frozenset({"type", "result"})),
+    "fcd_stream_trimmed_total": (COUNTER, frozenset({"stream"})),  # webhook:inbox | webhook:dead
     "fcd_webhook_inbox": (GAUGE, frozenset()),
+    "fcd_webhook_dead_letters": (GAUGE, frozenset()),
     "fcd_queue_jobs": (GAUGE, frozenset({"queue", "state"})),  # state: due | deferred
     "fcd_oldest_pending_request_age_seconds": (GAUGE, frozenset({"queue"})),
     "fcd_paused": (GAUGE, frozenset()),

@@ -76,5 +76,5 @@ async def test_worker_metrics_show_breaker_heartbeat_and_stripe_calls(
         assert (samples["fcd_paused"], samples["fcd_breaker_tripped"]) == (0, 0)
     group.signal("w0")
     await wait_for_exit(group, "w0")
-    after = parse_samples(await render_metrics(ledger, webhook_inbox=0))
+    after = parse_samples(await render_metrics(ledger, webhook_inbox=0, webhook_dead_letters=0))
     assert after['fcd_workers{queue="urgent"}'] == 0

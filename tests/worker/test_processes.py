@@ -76,13 +76,21 @@ async def test_two_burst_workers_finish_every_request(
     for account in gone:
         assert (await ledger.history(ids[account]))[-1]["evidence"] == "answer"
     lines = [
-        json.loads(line)
+        json.loads(line) | {"_file": path.name}
         for path in tmp_path.glob("worker*.jsonl")
         for line in path.read_text().splitlines()
     ]
     worker_changes = [rec for rec in lines if rec["event"] == STATUS_CHANGED]
     assert len(worker_changes) == transitions - len(ids)  # the producer wrote each "queued"
-    assert len({rec["worker"] for rec in worker_changes}) == 2
+    # Which of the two takes how many is the scheduler's choice (on a busy machine the first
+    # to start may drain all 40 before the second has connected), so what is asserted is the
+    # audit's attribution: each process's changes name that process, and no other.
+    names_by_file = [
+        {rec["worker"] for rec in worker_changes if rec["_file"] == path}
+        for path in {rec["_file"] for rec in worker_changes}
+    ]
+    assert all(len(names) == 1 for names in names_by_file)
+    assert len(set().union(*names_by_file)) == len(names_by_file)
 
 
 async def test_sigterm_mid_call_requeues_and_next_worker_finishes(

@@ -21,7 +21,9 @@ Key layout, under the limiter's prefix ``P`` (``fcd:rl:`` by default):
 ``fcd:paused``          string  the kill switch (see :mod:`control.pause`)
 ======================  ======  =================================================================
 
-Every key but ``stats`` expires on its own once idle; ``stats`` is a fixed set of four counters.
+Every key but ``stats`` expires on its own once idle (``adaptive`` once the factor has recovered:
+with ``recovery_per_second`` 0 it never does, and stays one hash of two fields); ``stats`` is a
+fixed set of four counters. ``tests/test_key_families.py`` holds every key to its bound.
 The scripts: ``acquire.lua``, ``report_rate_limited.lua``, ``snapshot.lua`` (``prelude/limiter.lua``
 holds their shared helpers).
 """
