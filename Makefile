@@ -8,7 +8,7 @@ TOOLS := .tools
 # The oldest Python the project runs on: requires-python in pyproject.toml (a test keeps them equal).
 MIN_PYTHON := 3.11
 
-.PHONY: install lock lock-upgrade lock-check install-browser install-promtool format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep bench-memory chaos chaos-short clean
+.PHONY: install lock lock-upgrade lock-check install-browser install-promtool format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep bench-memory bench-failover chaos chaos-short clean
 
 # The virtualenv is exactly the dev lock (rebuilt whenever the lock changes), then the project
 # itself with --no-deps: nothing is resolved at install time. No network beyond the index, no root.
@@ -97,7 +97,10 @@ chaos: $(STAMP)
 chaos-short: $(STAMP)
 	$(BIN)/python bench/chaos.py --short
 
-bench: bench-emulator bench-intake bench-ratelimit bench-sweep bench-memory
+bench-failover: $(STAMP)
+	$(BIN)/python bench/failover.py
+
+bench: bench-emulator bench-intake bench-ratelimit bench-sweep bench-memory bench-failover
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -117,3 +117,11 @@ def arq_redis_settings(settings: BaseServiceSettings) -> RedisSettings:
         sentinel=True,
         sentinel_master=settings.redis_sentinel_master,
     )
+
+
+def error_code(exc: BaseException) -> str:
+    """A Redis error's code (``NOREPLICAS``, ``READONLY``, ``LOADING``…) or its class name, for
+    log lines: never the full text, which can quote a command's arguments."""
+    text = str(exc).strip()
+    word = text.split(" ", 1)[0] if text else ""
+    return word if word.isupper() and word.isalpha() else type(exc).__name__

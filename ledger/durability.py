@@ -35,6 +35,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from ledger.connection import error_code
 from ledger.settings import BaseServiceSettings, Durability
 
 log = structlog.get_logger("fcd.redis")
@@ -96,13 +97,50 @@ class DurableWrites:
             try:
                 _, answer = await pipe.execute()
             except ResponseError as exc:  # e.g. NOREPLICAS on a primary that lost its replica
-                raise NotDurable(request_ids, _first_word(exc)) from None
+                raise NotDurable(request_ids, error_code(exc)) from None
         if self.method == METHOD_WAITAOF:
             local = int(answer[0])
             if local < 1:
                 raise NotDurable(request_ids, "WAITAOF: not fsynced locally")
         elif int(answer) < 1:
             raise NotDurable(request_ids, "WAIT: no replica acknowledged")
+
+
+class RedisChecks:
+    """:func:`check_redis` for a long-running server (the intake): run at start-up if Redis
+    answers, else deferred to the first use, so an intake started while Redis is away still
+    starts (and ``/readyz`` says 503) instead of exiting. A refusal found then is raised to the
+    caller (the intake answers 503 with its message and logs ``redis.refused``)."""
+
+    def __init__(self, redis: Redis, settings: BaseServiceSettings, role: str) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.role = role
+        self.plan: DurableWrites | None = None
+
+    async def start(self) -> None:
+        """Check now; :class:`RedisRefused` propagates (the process must not start), an
+        unreachable Redis only defers the check."""
+        try:
+            self.plan = await check_redis(self.redis, self.settings, self.role)
+        except (RedisError, OSError) as exc:
+            log.warning("redis.check_deferred", role=self.role, error=type(exc).__name__)
+
+    async def durable(self) -> DurableWrites:
+        """The plan, checking first if that has not happened yet."""
+        if self.plan is None:
+            try:
+                self.plan = await check_redis(self.redis, self.settings, self.role)
+            except RedisRefused as exc:
+                log.error("redis.refused", role=self.role, message=str(exc))
+                raise
+        return self.plan
+
+    def describe(self) -> dict[str, str]:
+        """For ``/readyz``: the plan, or the mode with ``method: unchecked`` before the check."""
+        if self.plan is None:
+            return {"mode": self.settings.durability.value, "method": "unchecked"}
+        return self.plan.describe()
 
 
 def choose_method(
@@ -218,8 +256,3 @@ def _version_tuple(version: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
-
-
-def _first_word(exc: RedisError) -> str:
-    text = str(exc).strip()
-    return text.split(" ", 1)[0] if text else type(exc).__name__

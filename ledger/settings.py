@@ -180,7 +180,7 @@ class BaseServiceSettings(BaseSettings):
         if not self.redis_sentinels:
             if sentinel_only:
                 raise ValueError(
-                    f"{', '.join(sentinel_only)} apply only with FCD_REDIS_SENTINELS (Sentinel "
+                    f"{', '.join(sentinel_only)}: used only with FCD_REDIS_SENTINELS (Sentinel "
                     "mode); with FCD_REDIS_URL put the password and database in the URL"
                 )
             return self

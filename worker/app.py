@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import structlog
 from arq import Retry, func
-from arq.worker import Worker
 from redis.asyncio import Redis
 
 from control.metrics import CounterBuffer
@@ -39,6 +38,7 @@ from ledger.jobs import (
 from ledger.migrate import ensure_migrated
 from ledger.store import Ledger
 from retention.jobs import SWEEP_JOB
+from worker.arq_worker import ResilientWorker
 from worker.batch import PAUSED, BatchDeps, run_batch
 from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
@@ -46,7 +46,6 @@ from worker.gate import CallGate, Priority
 from worker.operations import housekeeping_cron_jobs
 from worker.presence import Presence, start_presence
 from worker.ratelimit import RateLimiter
-from worker.resilient import ResilientWorker
 from worker.retention import build_sweep_deps, retention_sweep, sweep_cron_jobs
 from worker.retry import RetryPolicy
 from worker.settings import WorkerSettings
@@ -169,7 +168,7 @@ def build_worker(
     burst: bool = False,
     gate_factory: GateFactory = build_gate,
     queue: Priority = "urgent",
-) -> Worker:
+) -> ResilientWorker:
     """An arq ``Worker`` for ``settings``; JSON serializer only (arq's default is replaced).
 
     ``queue="bulk"`` consumes ``FCD_BULK_QUEUE_NAME`` instead of ``FCD_QUEUE_NAME``, waits at the

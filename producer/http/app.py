@@ -25,7 +25,7 @@ from ledger.audit import AuditTrail, process_name
 from ledger.connection import redis_client
 from ledger.customers import CustomerLedger
 from ledger.detached import run_detached
-from ledger.durability import check_redis
+from ledger.durability import RedisChecks
 from ledger.event_ids import EventRegistry
 from ledger.store import Ledger
 from producer.dashboard import setup_dashboard
@@ -77,8 +77,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = redis_client(
         settings, max_connections=settings.redis_max_connections, blocking_timeout=10
     )
+    checks = RedisChecks(redis, settings, "intake")
     try:
-        durable = await check_redis(redis, settings, "intake")
+        await checks.start()  # refuses an evicting Redis, or fsync mode it cannot honour
     except BaseException:
         await redis.aclose()
         raise
@@ -89,7 +90,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     ledger.on_terminal = counters.observe_completion  # webhook and dashboard cancels
     inbox = WebhookInbox(redis, settings.key_prefix)
     intake = IntakeService(
-        ledger, customers, EventRegistry(redis, settings.key_prefix), counters, durable
+        ledger, customers, EventRegistry(redis, settings.key_prefix), counters, checks
     )
     app[SERVICES] = Services(
         settings=settings,
@@ -99,7 +100,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         intake=intake,
         inbox=inbox,
         counters=counters,
-        durable=durable,
+        checks=checks,
         tokens=tokens,
         webhook_secrets=settings.webhook_secrets(),
         reading_all=settings.services_reading_all(),

@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ledger.durability import NotDurable
+from ledger.durability import NotDurable, RedisRefused
 
 log = structlog.get_logger("fcd.http")
 
@@ -72,6 +72,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except ApiError as exc:
         return error_response(exc)
+    except RedisRefused as exc:  # found by the check deferred from start-up (Redis was away)
+        return error_response(ApiError(503, str(exc), code="redis_refused"))
     except NotDurable as exc:  # FCD_DURABILITY=fsync: stored, not yet confirmed; retry merges
         log.warning("http.not_durable", detail=exc.detail, request_ids=exc.request_ids)
         extra = {"request_ids": exc.request_ids}

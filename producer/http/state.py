@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from control.metrics import CounterBuffer
 from events.inbox import WebhookInbox
 from ledger.customers import CustomerLedger
-from ledger.durability import DurableWrites
+from ledger.durability import RedisChecks
 from ledger.store import Ledger
 from producer.http.settings import IntakeSettings
 from producer.intake import IntakeService
@@ -28,8 +28,8 @@ class Services:
     intake: IntakeService
     inbox: WebhookInbox
     counters: CounterBuffer
-    #: ``FCD_DURABILITY`` in force (``/readyz`` shows it; the intake confirms with it).
-    durable: DurableWrites
+    #: The start-up checks and ``FCD_DURABILITY`` in force (``/readyz`` shows the mode).
+    checks: RedisChecks
     tokens: dict[str, SecretStr] = field(repr=False)
     webhook_secrets: list[SecretStr] = field(repr=False)
     #: Services whose token may read every request (scope ``read:all``); others read their own.

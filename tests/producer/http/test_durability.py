@@ -18,7 +18,7 @@ import redis as sync_redis
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from devenv.redis_server import PrivateRedis, start_redis
+from devenv.redis_server import PrivateRedis, free_port, start_redis
 from producer.http.app import create_app
 from tests.producer.http.conftest import BILLING, account_body, make_settings
 
@@ -30,7 +30,7 @@ def wait_for_replicas(primary: PrivateRedis, count: int) -> None:
     client = sync_redis.Redis.from_url(primary.url)
     try:
         for _ in range(400):
-            info = client.info("replication")
+            info: dict[str, Any] = client.info("replication")  # type: ignore[assignment]
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
             if sum(v.get("state") == "online" for v in online) == count:
                 return
@@ -144,3 +144,33 @@ async def test_fcd_submit_exits_1_with_the_ids_when_not_confirmed(
     refused = await asyncio.to_thread(fcd_submit, primary.url, namespace, "fca_cli3")
     assert refused.returncode == 1 and "FCD_DURABILITY=fsync" in refused.stderr
     assert "fca_cli3" not in refused.stdout
+
+
+async def test_an_intake_started_while_redis_is_away_checks_it_before_the_first_write(
+    namespace: str,
+) -> None:
+    """Redis unreachable at start-up: the intake starts (readyz 503) and checks Redis at the
+    first submission instead; an evicting Redis found then is refused before anything is
+    written (503 redis_refused)."""
+    port = free_port()
+    settings = make_settings(f"redis://127.0.0.1:{port}/0", namespace)
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as intake:
+        assert (await intake.get("/readyz")).status == 503
+        server = start_redis(port, extra_args=["--maxmemory-policy", "allkeys-lru"])
+        try:
+            ready = await (await intake.get("/readyz")).json()
+            assert ready["durability"] == {"mode": "everysec", "method": "unchecked"}
+            refused = await intake.post(
+                "/v1/disconnect-requests", json=account_body("fca_lru1", "evt_1"), headers=BILLING
+            )
+            assert refused.status == 503
+            error = (await refused.json())["error"]
+            assert error["code"] == "redis_refused" and "allkeys-lru" in error["message"]
+            redis = Redis.from_url(server.url)
+            try:
+                assert await redis.keys(f"{namespace}fcd:req:*") == []  # nothing submitted
+                assert await redis.zcard(f"{namespace}queue") == 0
+            finally:
+                await redis.aclose()
+        finally:
+            server.stop()
