@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from control.pause import get_pause
 from control.workers import WorkerRegistry
@@ -179,7 +180,20 @@ async def queue_overview(ledger: Ledger, *, pause_key: str | None = None) -> Que
 
 def redis_location_of(redis: Redis) -> RedisLocation:
     """Where a client is connected (host, port, db from its pool; never the password)."""
-    kwargs = redis.connection_pool.connection_kwargs
+    pool = redis.connection_pool
+    kwargs = pool.connection_kwargs
+    if isinstance(pool, SentinelConnectionPool):  # the Sentinels, and the master it is on now
+        sentinels = ",".join(
+            f"{s.connection_pool.connection_kwargs.get('host')}:"
+            f"{s.connection_pool.connection_kwargs.get('port')}"
+            for s in pool.sentinel_manager.sentinels
+        )
+        master = pool.service_name
+        if pool.master_address is not None:
+            master += f"@{pool.master_address[0]}:{pool.master_address[1]}"
+        authenticated = bool(kwargs.get("password") or kwargs.get("username"))
+        db = int(kwargs.get("db", 0))
+        return RedisLocation("sentinel", sentinels, None, db, authenticated, master=master)
     if "path" in kwargs:
         return RedisLocation("unix", str(kwargs["path"]), None, int(kwargs.get("db", 0)), False)
     authenticated = bool(kwargs.get("password") or kwargs.get("username"))

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +71,27 @@ class PrivateRedis:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_redis(port: int | None = None, timeout: float = 10.0) -> PrivateRedis:
-    """Start redis-server on ``port`` (a free one by default) and wait until it answers PING."""
+def start_redis(
+    port: int | None = None,
+    timeout: float = 10.0,
+    *,
+    extra_args: Sequence[str] = (),
+    config_file: Path | None = None,
+    workdir: Path | None = None,
+) -> PrivateRedis:
+    """Start redis-server on ``port`` (a free one by default) and wait until it answers PING.
+
+    ``extra_args`` are appended (``"--maxmemory-policy", "allkeys-lru"``, ``"--replicaof", …``;
+    later ones win); ``config_file`` is passed first (a Sentinel's, with ``"--sentinel"`` in
+    ``extra_args``). The server runs in ``workdir`` (a new temporary directory by default),
+    which :meth:`PrivateRedis.stop` removes.
+    """
     binary = find_redis_server()
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="fcd-redis-"))
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    args += ["--dir", str(workdir), "--daemonize", "no", "--loglevel", "warning"]
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="fcd-redis-"))
+    args = [binary, *([str(config_file)] if config_file is not None else [])]
+    args += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--dir", str(workdir), "--daemonize", "no", "--loglevel", "warning", *extra_args]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
     server = PrivateRedis(process=process, port=port, workdir=workdir)
     deadline = time.monotonic() + timeout

@@ -387,12 +387,17 @@ class StateStore(Generic[RequestT, StatusT]):
         details: TransitionDetails | None = None,
         *,
         only_if_orphaned: bool = False,
+        held_stale_before: float | None = None,
     ) -> str | None:
         """Give a waiting request a fresh arq job, due now, without changing its status.
 
         Atomic with its ``<prefix>.reenqueued`` history record. Returns the new job id, or
         ``None`` if the request is no longer in the status and job of the snapshot (or, with
         ``only_if_orphaned``, its job turned out to be alive; see ``ledger/lua/reenqueue.lua``).
+        ``held_stale_before`` (unix s): a job of the request's own (not a batch) that a worker
+        took although it was due before then counts as dead: a live worker claims the request
+        within moments of taking its job, so a waiting request whose job is held that long lost
+        its worker between the two (arq keeps the dead worker's hold for its longest timeout).
         """
         if request.status not in self.kind.waiting:
             raise ValueError(f"{request.request_id}: only waiting requests are re-enqueued")
@@ -408,6 +413,7 @@ class StateStore(Generic[RequestT, StatusT]):
             "in_progress_prefix": ARQ_IN_PROGRESS_KEY_PREFIX,
             "only_if_orphaned": only_if_orphaned,
             "heartbeat_key": batch_heartbeat_key(self.prefix, request.job_id or ""),
+            "held_stale_before_ms": -1 if held_stale_before is None else held_stale_before * 1000,
         }
         keys = [
             self.request_key(request.request_id),

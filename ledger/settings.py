@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from archive import ArchiveStore, open_archive
@@ -28,6 +28,14 @@ class LogFormat(StrEnum):
     AUTO = "auto"  # console on a TTY, JSON lines otherwise
 
 
+class Durability(StrEnum):
+    """When a submission counts as stored (``FCD_DURABILITY``; see the README, "Redis durability
+    and high availability")."""
+
+    EVERYSEC = "everysec"  # in Redis' memory; an AOF fsynced each second (kill -9 loses ≤ ~1 s)
+    FSYNC = "fsync"  # also on disk (WAITAOF) or on a replica (WAIT) before it is acknowledged
+
+
 #: The Stripe-Version every Stripe call pins (the worker's default; ``fcd doctor`` checks it).
 DEFAULT_STRIPE_API_VERSION = "2026-06-24.dahlia"
 
@@ -39,6 +47,32 @@ class BaseServiceSettings(BaseSettings):
 
     redis_url: str = Field(
         default=DEFAULT_REDIS_URL, description="Redis holding the ledger and the queues."
+    )
+    redis_sentinels: str = Field(
+        default="",
+        description="Sentinel mode: comma-separated host:port of the Redis Sentinels (instead of "
+        "FCD_REDIS_URL); clients ask them for the master's address on every new connection.",
+    )
+    redis_sentinel_master: str = Field(
+        default="", description="Sentinel mode: the master name the Sentinels monitor."
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="Sentinel mode: the master's password (in URL mode it is part of the URL).",
+    )
+    redis_db: int = Field(
+        default=0, ge=0, description="Sentinel mode: the database number (URL mode: in the URL)."
+    )
+    durability: Durability = Field(
+        default=Durability.EVERYSEC,
+        description="everysec: a write is acknowledged once Redis has it in memory; fsync: the "
+        "intake and fcd submit also wait until it is on disk or on a replica.",
+    )
+    durability_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="fsync mode: how long a submission waits for the disk or replica to confirm "
+        "before answering 503 (intake) or exiting 1 (CLI) with the request ids.",
     )
     demo: bool = Field(
         default=False,
@@ -125,14 +159,86 @@ class BaseServiceSettings(BaseSettings):
         dsn = self.archive_dsn.get_secret_value() if self.archive_dsn is not None else None
         return open_archive(self.archive_dir, dsn)
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_parse(cls, value: str) -> str:
+        parse_sentinels(value)  # raises with the variable's name, never the value
+        return value
+
+    @model_validator(mode="after")
+    def _one_redis_mode(self) -> BaseServiceSettings:
+        """Either FCD_REDIS_URL or FCD_REDIS_SENTINELS + FCD_REDIS_SENTINEL_MASTER, not a mix."""
+        sentinel_only = [
+            name
+            for name, is_set in (
+                ("FCD_REDIS_SENTINEL_MASTER", bool(self.redis_sentinel_master)),
+                ("FCD_REDIS_PASSWORD", self.redis_password is not None),
+                ("FCD_REDIS_DB", "redis_db" in self.model_fields_set),
+            )
+            if is_set
+        ]
+        if not self.redis_sentinels:
+            if sentinel_only:
+                raise ValueError(
+                    f"{', '.join(sentinel_only)}: used only with FCD_REDIS_SENTINELS (Sentinel "
+                    "mode); with FCD_REDIS_URL put the password and database in the URL"
+                )
+            return self
+        if not self.redis_sentinel_master:
+            raise ValueError(
+                "FCD_REDIS_SENTINELS needs FCD_REDIS_SENTINEL_MASTER (the master name the "
+                "Sentinels monitor, as in their `sentinel monitor <name> …` line)"
+            )
+        if self.redis_url not in ("", DEFAULT_REDIS_URL):
+            raise ValueError(
+                "set either FCD_REDIS_URL or FCD_REDIS_SENTINELS, not both (in Sentinel mode the "
+                "master's address comes from the Sentinels; leave FCD_REDIS_URL unset or empty)"
+            )
+        return self
+
+    def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        """The Sentinels' (host, port) pairs; empty in URL mode."""
+        return parse_sentinels(self.redis_sentinels)
+
     def redis_location(self) -> RedisLocation:
         """Where this process's Redis is, for logs and screens (never the password)."""
+        sentinels = self.sentinel_addresses()
+        if sentinels:
+            return RedisLocation(
+                "sentinel",
+                ",".join(f"{host}:{port}" for host, port in sentinels),
+                None,
+                self.redis_db,
+                self.redis_password is not None,
+                master=self.redis_sentinel_master,
+            )
         return redis_location(self.redis_url)
 
     @property
     def uses_default_redis(self) -> bool:
-        """True when ``FCD_REDIS_URL`` was not set to anything but the built-in default."""
-        return self.redis_url == DEFAULT_REDIS_URL
+        """True when ``FCD_REDIS_URL`` was not set to anything but the built-in default (and
+        Sentinel mode is off)."""
+        return self.redis_url == DEFAULT_REDIS_URL and not self.redis_sentinels
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``"h1:26379,h2:26379"`` as ``(("h1", 26379), ("h2", 26379))``; ``""`` as ``()``.
+
+    A malformed entry raises ``ValueError`` naming FCD_REDIS_SENTINELS and the entry's position
+    (not its text: this setting is not secret, but the rule for errors is one rule).
+    """
+    pairs: list[tuple[str, int]] = []
+    entries = [entry.strip() for entry in text.split(",")] if text.strip() else []
+    for number, entry in enumerate(entries, start=1):
+        host, sep, port_text = entry.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(
+                f"FCD_REDIS_SENTINELS entry {number} is not host:port (expected e.g. "
+                "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379)"
+            )
+        pairs.append((host, int(port_text)))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -146,14 +252,25 @@ class RedisLocation:
     port: int | None
     db: int
     authenticated: bool
+    #: Sentinel mode: the master name (``host`` then lists the Sentinels).
+    master: str | None = None
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
         auth = "***@" if self.authenticated else ""
+        if self.master is not None:
+            return f"{self.scheme}://{auth}{self.host}/{self.master}/{self.db}"
         return f"{self.scheme}://{auth}{self.host}{port}/{self.db}"
 
     def log_fields(self) -> dict[str, str | int | None]:
-        return {"redis_host": self.host, "redis_port": self.port, "redis_db": self.db}
+        fields: dict[str, str | int | None] = {
+            "redis_host": self.host,
+            "redis_port": self.port,
+            "redis_db": self.db,
+        }
+        if self.master is not None:
+            fields["redis_sentinel_master"] = self.master
+        return fields
 
 
 def redis_location(url: str) -> RedisLocation:

@@ -7,6 +7,7 @@ import sys
 
 from aiohttp import web
 
+from ledger.durability import RedisRefused
 from ledger.logging import announce_redis, configure_logging
 from ledger.settings import InvalidSettings, load_settings
 from producer.http.app import create_app
@@ -24,6 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     announce_redis(settings, "intake")
     app = create_app(settings)
+    try:
+        _serve(app, settings)
+    except RedisRefused as exc:  # maxmemory-policy, FCD_DURABILITY: the message says the fix
+        print(f"python -m producer: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(app: web.Application, settings: IntakeSettings) -> None:
     web.run_app(
         app,
         host=settings.http_host,
@@ -34,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         ),
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from control.metrics import CounterBuffer
 from ledger.customer_models import CustomerRequest, CustomerStatus, EventIdConflict
 from ledger.customer_models import new_customer_request_id as new_parent_id
 from ledger.customers import CustomerLedger
+from ledger.durability import DurableWrites, NotDurable, RedisChecks
 from ledger.event_ids import ClaimState, EventRegistry, body_hash
 from ledger.models import (
     ACCOUNT_ID_RE,
@@ -102,14 +103,25 @@ class IntakeService:
         customers: CustomerLedger,
         events: EventRegistry,
         counters: CounterBuffer,
+        checks: RedisChecks | None = None,
     ) -> None:
         self.ledger = ledger
         self.customers = customers
         self.events = events
         self.counters = counters
+        self.checks = checks
 
     async def submit(self, service: str, body: IntakeBody) -> IntakeResult:
-        """Accept one request; raise :class:`EventIdConflict` if the event id holds another."""
+        """Accept one request; raise :class:`EventIdConflict` if the event id holds another,
+        :class:`~ledger.durability.NotDurable` (with the request ids) if ``FCD_DURABILITY=fsync``
+        could not confirm it in time (a replayed answer is confirmed too: the write it
+        replays may be the one that was not)."""
+        durable = await self._durable()  # a deferred start-up check refuses before any write
+        result = await self._submit_one(service, body)
+        await self._confirm(durable, service, result.body["request_ids"])
+        return result
+
+    async def _submit_one(self, service: str, body: IntakeBody) -> IntakeResult:
         try:
             if body.account_id is not None:
                 result = await self._submit_account(service, body, body.account_id)
@@ -121,12 +133,29 @@ class IntakeService:
         self.counters.add("intake", service, "replayed" if result.replayed else "accepted")
         return result
 
+    async def _durable(self) -> DurableWrites | None:
+        return None if self.checks is None else await self.checks.durable()
+
+    async def _confirm(
+        self, durable: DurableWrites | None, service: str, request_ids: list[str]
+    ) -> None:
+        if durable is None:
+            return
+        try:
+            await durable.confirm(self.ledger.redis, request_ids)
+        except NotDurable:
+            self.counters.add("intake", service, "not_durable")
+            raise
+
     async def submit_batch(self, service: str, items: list[Any]) -> list[dict[str, Any]]:
-        """One result per item, in order; valid items are accepted whatever the others are."""
+        """One result per item, in order; valid items are accepted whatever the others are.
+        In ``fsync`` mode the batch is confirmed once, after every item: if that fails the
+        whole call raises :class:`~ledger.durability.NotDurable` naming every request id."""
+        durable = await self._durable()
         results: list[dict[str, Any]] = []
         for index, raw in enumerate(items):
             try:
-                outcome = await self.submit(service, parse_body(raw))
+                outcome = await self._submit_one(service, parse_body(raw))
             except InvalidInput as exc:
                 self.counters.add("intake", service, "rejected")
                 error = {"code": exc.code, "message": exc.message, "field": exc.field}
@@ -136,6 +165,8 @@ class IntakeService:
             else:
                 entry = {"index": index, "status": 202, "result": outcome.body}
                 results.append({**entry, "replayed": outcome.replayed})
+        ids = [i for r in results if r["status"] == 202 for i in r["result"]["request_ids"]]
+        await self._confirm(durable, service, ids)
         return results
 
     async def _submit_account(

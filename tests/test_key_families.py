@@ -104,6 +104,9 @@ FAMILIES: dict[str, Family] = {
     "P reconcile:lock": expires("redis-py Lock while a reconcile pass runs"),
     "P archive:lock": expires("redis-py Lock while an archive pass runs (ledger.archiving)"),
     "P paused": Family(Bound.FIXED, "one string: the kill switch, while paused"),
+    "P durability:probe": Family(
+        Bound.FIXED, "one counter: the write FCD_DURABILITY=fsync waits on (ledger.durability)"
+    ),
     # Webhooks (events/inbox.py, worker/events_catchup.py)
     "P webhook:inbox": Family(
         Bound.CAPPED, f"stream, MAXLEN ~ {INBOX_MAXLEN:,}; applied entries are deleted"

@@ -50,3 +50,29 @@ def test_intake_with_malformed_tokens_exits_2_without_echoing_them() -> None:
     assert done.returncode == 2, done.stderr
     assert "FCD_API_TOKENS" in done.stderr
     assert SECRET not in done.stderr + done.stdout
+
+
+def test_sentinel_settings_errors_name_the_variable_without_the_password() -> None:
+    """Sentinel mode without its master name, or mixed with FCD_REDIS_URL, is exit 2 naming the
+    variables; FCD_REDIS_PASSWORD is never printed."""
+    password = "redis-pw-doNotPrint-42"
+    missing = run(
+        "worker",
+        FCD_STRIPE_API_KEY=SECRET,
+        FCD_REDIS_SENTINELS="s1:26379,s2:26379",
+        FCD_REDIS_PASSWORD=password,
+    )
+    assert missing.returncode == 2 and "FCD_REDIS_SENTINEL_MASTER" in missing.stderr
+    mixed = run(
+        "producer",
+        FCD_API_TOKENS='{"billing": "tok_billing_0123456789abcdef"}',
+        FCD_STRIPE_WEBHOOK_SECRETS="whsec_x",
+        FCD_REDIS_SENTINELS="s1:26379",
+        FCD_REDIS_SENTINEL_MASTER="ledger",
+        FCD_REDIS_URL=f"redis://:{password}@cache:6379/0",
+    )
+    assert mixed.returncode == 2 and "not both" in mixed.stderr
+    for done in (missing, mixed):
+        assert password not in done.stderr + done.stdout
+        assert SECRET not in done.stderr + done.stdout
+        assert "Traceback" not in done.stderr

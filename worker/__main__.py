@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 
+from ledger.durability import RedisRefused
 from ledger.logging import announce_redis, configure_logging
 from ledger.settings import InvalidSettings, load_settings
 from worker.app import build_worker
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     announce_redis(settings, f"worker:{args.queue}")
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = build_worker(settings, burst=args.burst, queue=args.queue)
-    worker.run()
+    try:
+        worker.run()
+    except RedisRefused as exc:  # maxmemory-policy, FCD_DURABILITY: the message says the fix
+        print(f"python -m worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,14 +19,14 @@ from typing import Any
 import aiohttp
 import structlog
 from arq import Retry, func
-from arq.connections import RedisSettings
-from arq.worker import Worker
 from redis.asyncio import Redis
 
 from control.metrics import CounterBuffer
 from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail
+from ledger.connection import arq_redis_settings, close_sentinels, redis_client
 from ledger.customer_models import CUSTOMER_JOB
+from ledger.durability import check_redis
 from ledger.jobs import (
     BATCH_JOB,
     DISCONNECT_JOB,
@@ -38,6 +38,7 @@ from ledger.jobs import (
 from ledger.migrate import ensure_migrated
 from ledger.store import Ledger
 from retention.jobs import SWEEP_JOB
+from worker.arq_worker import ResilientWorker
 from worker.batch import PAUSED, BatchDeps, run_batch
 from worker.customers import build_customer_deps, disconnect_customer
 from worker.disconnect import DisconnectDeps, run_disconnect
@@ -84,8 +85,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: WorkerSettings = ctx["settings"]
     stack = AsyncExitStack()
     ctx["exit_stack"] = stack
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     stack.push_async_callback(redis.aclose)
+    await check_redis(redis, settings, f"worker:{ctx.get('priority', 'urgent')}")
     session = await stack.enter_async_context(
         aiohttp.ClientSession(
             timeout=client_timeout(
@@ -118,6 +120,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         precheck_account=settings.precheck_account,
         idempotency_refresh_seconds=settings.idempotency_refresh_seconds,
         lock_seconds=settings.stripe_timeout_seconds * 2 + 10,
+        call_timeout_seconds=settings.stripe_timeout_seconds,
         paused_recheck_seconds=settings.paused_recheck_seconds,
         priority=ctx.get("priority", "urgent"),
     )
@@ -141,6 +144,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     stack: AsyncExitStack | None = ctx.get("exit_stack")
     if stack is not None:
         await stack.aclose()
+    if "redis" in ctx:  # arq's own pool: in Sentinel mode, its links to the Sentinels
+        await close_sentinels(ctx["redis"])
     log.info("worker.stopped")
 
 
@@ -163,7 +168,7 @@ def build_worker(
     burst: bool = False,
     gate_factory: GateFactory = build_gate,
     queue: Priority = "urgent",
-) -> Worker:
+) -> ResilientWorker:
     """An arq ``Worker`` for ``settings``; JSON serializer only (arq's default is replaced).
 
     ``queue="bulk"`` consumes ``FCD_BULK_QUEUE_NAME`` instead of ``FCD_QUEUE_NAME``, waits at the
@@ -190,10 +195,10 @@ def build_worker(
             func(disconnect_batch, name=BATCH_JOB, max_tries=1_000, timeout=sweep_timeout),
             func(retention_sweep, name=SWEEP_JOB, max_tries=1, timeout=sweep_timeout),
         ]
-    worker = Worker(
+    worker = ResilientWorker(
         functions=functions,
         cron_jobs=crons,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=arq_redis_settings(settings),
         queue_name=queue_name,
         job_serializer=serialize,
         job_deserializer=deserialize,

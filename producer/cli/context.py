@@ -6,11 +6,11 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from control.metrics import CounterBuffer
 from ledger.audit import AuditTrail, process_name
+from ledger.connection import redis_client
 from ledger.logging import announce_redis, configure_logging
 from ledger.settings import InvalidSettings, load_settings
 from ledger.store import Ledger
@@ -52,7 +52,7 @@ async def open_ledger(
         announce_redis(settings, "cli")
     elif settings.uses_default_redis and not settings.demo:
         announce_redis(settings, "cli")  # the warning, for reads too
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     counters = CounterBuffer(redis, settings.key_prefix)
     try:
         try:

@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from ledger.connection import redis_client
 from ledger.settings import InvalidSettings, load_settings
 from producer.cli.context import EXIT_BAD_INPUT, EXIT_OPERATIONAL, CliError
 from producer.doctor import DoctorSettings, Finding, run_checks
@@ -48,7 +48,7 @@ async def run_doctor(args: argparse.Namespace) -> int:
             payload = args.webhook_payload.read_bytes()
         except OSError as exc:
             raise CliError(f"cannot read {args.webhook_payload}: {exc}", EXIT_BAD_INPUT) from None
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     try:
         findings = await run_checks(settings, redis, payload, args.webhook_signature)
     finally:

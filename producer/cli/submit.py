@@ -7,9 +7,10 @@ import getpass
 from pathlib import Path
 from typing import Any
 
+from ledger.durability import NotDurable, RedisRefused, check_redis
 from ledger.models import RequestSource
 from producer.api import InvalidSubmission, Producer, SubmitItem, validate_item
-from producer.cli.context import EXIT_BAD_INPUT, CliError, open_ledger
+from producer.cli.context import EXIT_BAD_INPUT, CliError, cli_settings, open_ledger
 from producer.intake_file import MAX_REPORTED, BadInputFile, read_account_ids
 
 
@@ -67,8 +68,19 @@ def collect_items(args: argparse.Namespace) -> list[SubmitItem]:
 
 async def run(args: argparse.Namespace) -> int:
     items = collect_items(args)
-    async with open_ledger(acts=True) as ledger:
+    settings = cli_settings()
+    async with open_ledger(settings, acts=True) as ledger:
+        try:
+            durable = await check_redis(ledger.redis, settings, "cli", eviction=False)
+        except RedisRefused as exc:
+            raise CliError(str(exc)) from None
         submissions = await Producer(ledger).submit_all(items)
+        try:
+            await durable.confirm(ledger.redis, [s.request_id for s in submissions])
+        except NotDurable as exc:  # stored, not confirmed: print the ids, exit 1; rerun merges
+            for item, submission in zip(items, submissions, strict=True):
+                print(f"{item.account_id}\tunconfirmed\t{submission.request_id}")
+            raise CliError(f"fcd submit: {exc}") from None
     for item, submission in zip(items, submissions, strict=True):
         verb = "merged into" if submission.merged else "queued as"
         print(f"{item.account_id}\t{verb}\t{submission.request_id}")

@@ -16,15 +16,16 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from control.metrics import CounterBuffer
 from events.apply import apply_event
 from events.inbox import WebhookInbox
 from ledger.audit import AuditTrail, process_name
+from ledger.connection import redis_client
 from ledger.customers import CustomerLedger
 from ledger.detached import run_detached
+from ledger.durability import RedisChecks
 from ledger.event_ids import EventRegistry
 from ledger.store import Ledger
 from producer.dashboard import setup_dashboard
@@ -73,17 +74,24 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     tokens = settings.service_tokens()
     # A blocking pool: at the cap a request waits for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+    redis = redis_client(
+        settings, max_connections=settings.redis_max_connections, blocking_timeout=10
     )
-    redis = Redis(connection_pool=pool)
+    checks = RedisChecks(redis, settings, "intake")
+    try:
+        await checks.start()  # refuses an evicting Redis, or fsync mode it cannot honour
+    except BaseException:
+        await redis.aclose()
+        raise
     audit = AuditTrail(settings.audit_log_path)
     ledger = Ledger.from_settings(redis, settings, audit)
     customers = CustomerLedger(ledger, audit, settings.job_expires_seconds)
     counters = CounterBuffer(redis, settings.key_prefix)
     ledger.on_terminal = counters.observe_completion  # webhook and dashboard cancels
     inbox = WebhookInbox(redis, settings.key_prefix)
-    intake = IntakeService(ledger, customers, EventRegistry(redis, settings.key_prefix), counters)
+    intake = IntakeService(
+        ledger, customers, EventRegistry(redis, settings.key_prefix), counters, checks
+    )
     app[SERVICES] = Services(
         settings=settings,
         redis=redis,
@@ -92,6 +100,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         intake=intake,
         inbox=inbox,
         counters=counters,
+        checks=checks,
         tokens=tokens,
         webhook_secrets=settings.webhook_secrets(),
         reading_all=settings.services_reading_all(),

@@ -3,7 +3,8 @@
 Every answer that is not a success is ``{"error": {"code", "message", "field"}}`` (``field`` is
 ``null`` unless one input is to blame): handlers raise :class:`ApiError`; aiohttp's own errors
 (unknown route 404, wrong method 405, body over ``client_max_size`` 413) are rewritten; Redis being
-unreachable is 503 ``unavailable``; anything else is logged and answered 500 ``internal`` without
+unreachable is 503 ``unavailable``; a submission ``FCD_DURABILITY=fsync`` could not confirm in time
+is 503 ``not_durable`` with ``request_ids`` and ``Retry-After`` (resubmitting merges); anything else is logged and answered 500 ``internal`` without
 detail (tests assert it never happens).
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
+
+from ledger.durability import NotDurable, RedisRefused
 
 log = structlog.get_logger("fcd.http")
 
@@ -40,8 +43,10 @@ class ApiError(Exception):
         code: str | None = None,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.extra = extra or {}
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
@@ -55,6 +60,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 def error_response(error: ApiError) -> web.Response:
     body = error_body(error.code, error.message, error.field)
+    body["error"].update(error.extra)
     return web.json_response(body, status=error.status, headers=error.headers)
 
 
@@ -66,6 +72,15 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except ApiError as exc:
         return error_response(exc)
+    except RedisRefused as exc:  # found by the check deferred from start-up (Redis was away)
+        return error_response(ApiError(503, str(exc), code="redis_refused"))
+    except NotDurable as exc:  # FCD_DURABILITY=fsync: stored, not yet confirmed; retry merges
+        log.warning("http.not_durable", detail=exc.detail, request_ids=exc.request_ids)
+        extra = {"request_ids": exc.request_ids}
+        error = ApiError(
+            503, str(exc), code="not_durable", headers={"Retry-After": "1"}, extra=extra
+        )
+        return error_response(error)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

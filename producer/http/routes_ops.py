@@ -32,6 +32,7 @@ async def readyz(request: web.Request) -> web.Response:
         failed = {"ready": False, "redis": False, "error": type(exc).__name__}
         return web.json_response(failed, status=503)
     body: dict[str, object] = {"ready": True, "redis": True, "paused": pause is not None}
+    body["durability"] = svc.checks.describe()
     if pause is not None:
         body["pause"] = {"source": pause.source, "at": pause.at.isoformat()}  # no reason: public
     return web.json_response(body)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from control.metrics import CounterBuffer
 from events.inbox import WebhookInbox
 from ledger.customers import CustomerLedger
+from ledger.durability import RedisChecks
 from ledger.store import Ledger
 from producer.http.settings import IntakeSettings
 from producer.intake import IntakeService
@@ -27,6 +28,8 @@ class Services:
     intake: IntakeService
     inbox: WebhookInbox
     counters: CounterBuffer
+    #: The start-up checks and ``FCD_DURABILITY`` in force (``/readyz`` shows the mode).
+    checks: RedisChecks
     tokens: dict[str, SecretStr] = field(repr=False)
     webhook_secrets: list[SecretStr] = field(repr=False)
     #: Services whose token may read every request (scope ``read:all``); others read their own.

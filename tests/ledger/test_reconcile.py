@@ -198,3 +198,23 @@ async def test_the_reconciler_never_hands_back_an_attempt_claimed_again_under_it
     assert (await ledger.get(claimed.request_id)).status == RequestStatus.IN_PROGRESS
     done = await ledger.transition(live, RequestStatus.DISCONNECTED)
     assert done.status == RequestStatus.DISCONNECTED
+
+
+async def test_waiting_request_whose_job_a_lost_worker_took_is_reenqueued(
+    ledger: Ledger, redis: Redis
+) -> None:
+    """Found by the chaos harness: a worker took a waiting request's job (arq's in-progress key)
+    and was killed before claiming it. arq holds the job for its longest function timeout (a
+    day on bulk workers), so the request waited that long. A job held although it was due more
+    than the lease ago is a lost worker's: re-enqueued. One taken just now is left alone."""
+    lost = await submitted(ledger, "fca_takenLost")
+    live = await submitted(ledger, "fca_takenLive")
+    for request in (lost, live):
+        await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + str(request.job_id), b"1", ex=86_400)
+    await redis.zadd(ledger.queue_name, {str(lost.job_id): (time.time() - 2 * LEASE) * 1000})
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert [r.request_id for r in report.repairs] == [lost.request_id]
+    assert "never claimed" in report.repairs[0].problem
+    repaired = await ledger.get(lost.request_id)
+    assert repaired.status == RequestStatus.QUEUED and repaired.job_id != lost.job_id
+    assert await ledger.get(live.request_id) == live

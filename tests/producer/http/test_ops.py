@@ -25,6 +25,7 @@ async def test_health_and_readiness(intake: Client, ledger: Ledger) -> None:
     assert (await intake.get("/healthz")).status == 200
     ready = await intake.get("/readyz")
     assert ready.status == 200 and (await ready.json())["paused"] is False
+    assert (await ready.json())["durability"] == {"mode": "everysec", "method": "reply"}
     await pause(ledger.redis, "t", "secret-ish reason", "breaker", key=ledger.pause_key)
     paused = await intake.get("/readyz")
     body = await paused.json()
