@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from devenv.chaos import ChaosResult, full_config, run, short_config
+from ledger.logging import configure_logging
+from ledger.settings import LogFormat
 
 
 def table(result: ChaosResult) -> Table:
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     config = (
         short_config(args.seed, failover=args.failover) if args.short else full_config(args.seed)
     )
+    configure_logging(LogFormat.JSON, "WARNING")  # the harness's audit lines: files only
     workdir = Path(tempfile.mkdtemp(prefix=f"fcd-chaos-{config.name}-"))
     result = asyncio.run(run(config, workdir))
     console = Console(width=120)
