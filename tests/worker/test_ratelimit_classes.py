@@ -142,7 +142,7 @@ async def test_bulk_reads_and_disconnects_share_the_global_budget_fairly(rl_redi
     span = times[-1] - times[0]
     print(f"\nbulk split: {len(disconnects)} disconnects, {len(reads)} reads in {span:.2f} s")
     assert max_in_window(times, 1.0) <= 40 + 1
-    assert achieved_rate(times) >= 0.75 * 40  # a floor (see test_ratelimit.py); the bench shows the figure
+    assert achieved_rate(times) >= 0.75 * 40  # a floor; the bench shows the figure
     assert min(len(disconnects), len(reads)) >= 0.4 * len(times)
 
 
