@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from devenv.chaos import ChaosResult, full_config, run, short_config
+from ledger.logging import configure_logging
+from ledger.settings import LogFormat
 
 
 def table(result: ChaosResult) -> Table:
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         short_config(args.seed, failover=args.failover) if args.short else full_config(args.seed)
     )
     workdir = Path(tempfile.mkdtemp(prefix=f"fcd-chaos-{config.name}-"))
+    configure_logging(LogFormat.JSON, "WARNING")  # the harness's own audit lines: files only
     result = asyncio.run(run(config, workdir))
     console = Console(width=120)
     console.print(table(result))

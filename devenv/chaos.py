@@ -70,9 +70,7 @@ from ledger.audit import AuditTrail
 from ledger.connection import redis_client
 from ledger.customer_models import CUSTOMER
 from ledger.customers import CustomerLedger
-from ledger.logging import configure_logging
 from ledger.machine import StateStore
-from ledger.settings import LogFormat
 from ledger.store import Ledger
 from producer.settings import ProducerSettings
 from retention.jobs import enqueue_sweep_job
@@ -627,7 +625,6 @@ class Harness:
     async def run(self) -> ChaosResult:
         started = time.monotonic()
         config = self.config
-        configure_logging(LogFormat.JSON, "WARNING")  # the harness's audit lines: files only
         async with aiohttp.ClientSession() as self.http:
             # The emulator first (accounts), then Redis, intake, workers.
             self.write_policy("cus_pending")
