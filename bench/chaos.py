@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     config = (
         short_config(args.seed, failover=args.failover) if args.short else full_config(args.seed)
     )
+    configure_logging(LogFormat.JSON, "WARNING")  # the harness's audit lines: files only
     workdir = Path(tempfile.mkdtemp(prefix=f"fcd-chaos-{config.name}-"))
     configure_logging(LogFormat.JSON, "WARNING")  # the harness's own audit lines: files only
     result = asyncio.run(run(config, workdir))
