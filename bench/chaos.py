@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     configure_logging(LogFormat.JSON, "WARNING")  # the harness's audit lines: files only
     workdir = Path(tempfile.mkdtemp(prefix=f"fcd-chaos-{config.name}-"))
-    configure_logging(LogFormat.JSON, "WARNING")  # the harness's own audit lines: files only
     result = asyncio.run(run(config, workdir))
     console = Console(width=120)
     console.print(table(result))
