@@ -8,7 +8,7 @@ TOOLS := .tools
 # The oldest Python the project runs on: requires-python in pyproject.toml (a test keeps them equal).
 MIN_PYTHON := 3.11
 
-.PHONY: install lock lock-upgrade lock-check install-browser install-promtool format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep bench-failover clean
+.PHONY: install lock lock-upgrade lock-check install-browser install-promtool format lint mypy test demo bench bench-emulator bench-ratelimit bench-intake bench-sweep bench-memory bench-failover chaos chaos-short clean
 
 # The virtualenv is exactly the dev lock (rebuilt whenever the lock changes), then the project
 # itself with --no-deps: nothing is resolved at install time. No network beyond the index, no root.
@@ -85,10 +85,22 @@ bench-ratelimit: $(STAMP)
 bench-sweep: $(STAMP)
 	$(BIN)/python bench/sweep.py
 
+bench-memory: $(STAMP)
+	$(BIN)/python bench/ledger_memory.py
+
+# Every fault at once (worker SIGKILL/SIGTERM, Redis restart and kill -9, Stripe 500s, hangs,
+# 429s, refused connections), then one table of invariants; exits 1 if one broke. ~10 min;
+# chaos-short is the < 1 min variant `make test` runs (tests/chaos).
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
+
+chaos-short: $(STAMP)
+	$(BIN)/python bench/chaos.py --short
+
 bench-failover: $(STAMP)
 	$(BIN)/python bench/failover.py
 
-bench: bench-emulator bench-intake bench-ratelimit bench-sweep bench-failover
+bench: bench-emulator bench-intake bench-ratelimit bench-sweep bench-memory bench-failover
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

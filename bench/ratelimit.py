@@ -36,6 +36,7 @@ import aiohttp
 from ratelimit_calls import SCENARIOS, CallsResult, print_calls_table, run_calls_scenario
 from redis.asyncio import Redis
 
+from devenv.chaos_checks import max_in_window
 from devenv.processes import ProcessGroup, start_emulator, worker_env
 from devenv.redis_server import redis_url_for_run
 from ledger.audit import AuditTrail
@@ -102,16 +103,6 @@ class Result:
     max_100ms: int
     failed: int
     seconds: float
-
-
-def max_in_window(times: list[float], width: float) -> int:
-    """The most timestamps in any half-open window ``[t, t + width)``."""
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= width:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def run_scenario(

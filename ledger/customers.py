@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from archive import ArchivedRequest
 from ledger import lua
 from ledger.audit import AuditTrail, TransitionDetails
 from ledger.customer_models import (
@@ -61,6 +62,7 @@ class CustomerLedger(StateStore[CustomerRequest, CustomerStatus]):
             queue_name=ledger.queue_name,
             job_expires_seconds=job_expires_seconds,
             actor=ledger.actor,
+            archive=ledger.archive,
         )
         self.ledger = ledger
         self._create = lua.register(ledger.redis, "ledger", "create_customer")
@@ -154,13 +156,22 @@ class CustomerLedger(StateStore[CustomerRequest, CustomerStatus]):
         raw = await self.redis.hgetall(self.children_key(parent_id))  # type: ignore[misc]
         return {text(k): text(v) for k, v in raw.items()}
 
-    async def summary(self, parent: CustomerRequest) -> dict[str, Any]:
-        """The parent as callers see it: overall state, counts per child status, child ids."""
-        children = await self.children(parent.request_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for request_id in children.values():
-                pipe.hget(self.ledger.request_key(request_id), "status")
-            statuses = [text(s) for s in await pipe.execute()]
+    async def summary(
+        self, parent: CustomerRequest, archived: ArchivedRequest | None = None
+    ) -> dict[str, Any]:
+        """The parent as callers see it: overall state, counts per child status, child ids.
+
+        ``archived``: the parent as the archive holds it (its children moved with it)."""
+        if archived is not None:
+            children = archived.children
+            found = await self.archive.get_many(list(children.values())) if self.archive else {}
+            statuses = [found[c].status if c in found else "" for c in children.values()]
+        else:
+            children = await self.children(parent.request_id)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for request_id in children.values():
+                    pipe.hget(self.ledger.request_key(request_id), "status")
+                statuses = [text(s) for s in await pipe.execute()]
         counts: dict[str, int] = {}
         for status in statuses:
             counts[status] = counts.get(status, 0) + 1

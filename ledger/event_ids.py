@@ -11,6 +11,10 @@ the result unless one is already stored, and return the stored one). A conflicti
 at the claim, before anything is written. If the process dies between claim and finish the claim
 stays *pending*; the caller's retry with the same body finds it pending, submits again (the ledger
 merges it into the account's active request) and finishes it.
+
+Records of requests moved to the archive (:mod:`ledger.archiving`) move with them; the intake
+looks there when Redis has none (:meth:`producer.intake.IntakeService.submit`), so "for the life
+of the ledger" includes the archive.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class EventRegistry:
         self.prefix = prefix
         self._claim = lua.register(redis, "ledger", "claim_event")
         self._finish = lua.register(redis, "ledger", "finish_event")
+        self._release = lua.register(redis, "ledger", "release_event")
 
     def key(self, service: str, event_id: str) -> str:
         return f"{self.prefix}intake:{service}:{event_id}"
@@ -68,6 +73,10 @@ class EventRegistry:
         if code == -1:
             return Claim(ClaimState.CONFLICT)
         return Claim(ClaimState.ANSWERED, json.loads(raw[1]))
+
+    async def release(self, service: str, event_id: str, digest: str) -> bool:
+        """Drop our unanswered claim (e.g. the event was answered long ago and is archived)."""
+        return bool(await self._release(keys=[self.key(service, event_id)], args=[digest]))
 
     async def finish(
         self,

@@ -23,14 +23,15 @@ Kinds add their own creation and reads on top (:class:`ledger.store.Ledger` for 
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 
+from archive import ArchivedRequest, ArchiveStore
 from ledger import lua
 from ledger.audit import AuditTrail, TransitionDetails, process_name
 from ledger.detached import run_detached
@@ -45,12 +46,11 @@ from ledger.kinds import (
 )
 from ledger.records import (
     CREATION_FIELDS,
+    archived_history,
     compact,
-    creation_record,
     decode_hash,
     dump,
-    expand_record,
-    implied_fields,
+    full_history,
     request_record,
     split_updates,
     text,
@@ -58,6 +58,22 @@ from ledger.records import (
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: Where a read found a request (:meth:`StateStore.locate`).
+FROM_REDIS = "redis"
+FROM_ARCHIVE = "archive"
+
+
+@dataclass(frozen=True)
+class Located(Generic[RequestT]):
+    """A request and its full history as found, and where (``stored_in``): ``redis`` or ``archive``."""
+
+    request: RequestT
+    history: list[dict[str, Any]]
+    stored_in: str
+    archived: ArchivedRequest | None = None
+
+
 _SCAN_BATCH = 500
 
 
@@ -80,9 +96,13 @@ class StateStore(Generic[RequestT, StatusT]):
         bulk_queue_name: str | None = None,
         job_expires_seconds: int = 86_400,
         actor: str | None = None,
+        archive: ArchiveStore | None = None,
     ) -> None:
         self.redis = redis
         self.kind = kind
+        #: Where finished requests go when they leave Redis (:mod:`ledger.archiving`); reads
+        #: that miss in Redis look there (:meth:`locate`).
+        self.archive = archive
         self.audit = audit
         self.prefix = prefix
         self.queue_name = queue_name
@@ -156,13 +176,31 @@ class StateStore(Generic[RequestT, StatusT]):
             pipe.lrange(self.history_key(request_id), 0, -1)
             pipe.hmget(self.request_key(request_id), [*implied, *CREATION_FIELDS])
             raw, own = await pipe.execute()
-        fields = implied_fields(implied, request_id, own[: len(implied)])
-        stored = [json.loads(item) for item in raw]
-        job_id, created_by, created_ts = own[len(implied) :]
-        if created_ts is not None:  # not materialised yet (or listed by an older version)
-            job = None if job_id is None else text(job_id)
-            stored = [creation_record(job, text(created_by or b""), text(created_ts)), *stored]
-        return [expand_record({**fields, **record}) for record in stored]
+        return full_history(self.kind, request_id, raw, own)
+
+    async def locate(self, request_id: str) -> Located[RequestT]:
+        """The request and its history from Redis, else from the archive (``stored_in`` says
+        which); raises :class:`RequestNotFound` (the kind's) when neither has it."""
+        try:
+            request = await self.get(request_id)
+        except RequestNotFound:
+            archived = await self.archived(request_id)
+            if archived is None:
+                raise
+            return self.from_archive(archived)
+        return Located(request, await self.history(request_id), FROM_REDIS)
+
+    async def archived(self, request_id: str) -> ArchivedRequest | None:
+        """The archived request of this kind with that id, if the archive has it."""
+        if self.archive is None:
+            return None
+        found = (await self.archive.get_many([request_id])).get(request_id)
+        return found if found is not None and found.kind == self.kind.name else None
+
+    def from_archive(self, archived: ArchivedRequest) -> Located[RequestT]:
+        request = self.kind.model.from_redis(archived.fields, archived.request_id)
+        history = archived_history(self.kind, archived)
+        return Located(request, history, FROM_ARCHIVE, archived)
 
     async def count_by_status(self) -> dict[StatusT, int]:
         statuses = list(self.kind.statuses)
@@ -349,12 +387,17 @@ class StateStore(Generic[RequestT, StatusT]):
         details: TransitionDetails | None = None,
         *,
         only_if_orphaned: bool = False,
+        held_stale_before: float | None = None,
     ) -> str | None:
         """Give a waiting request a fresh arq job, due now, without changing its status.
 
         Atomic with its ``<prefix>.reenqueued`` history record. Returns the new job id, or
         ``None`` if the request is no longer in the status and job of the snapshot (or, with
         ``only_if_orphaned``, its job turned out to be alive; see ``ledger/lua/reenqueue.lua``).
+        ``held_stale_before`` (unix s): a job of the request's own (not a batch) that a worker
+        took although it was due before then counts as dead: a live worker claims the request
+        within moments of taking its job, so a waiting request whose job is held that long lost
+        its worker between the two (arq keeps the dead worker's hold for its longest timeout).
         """
         if request.status not in self.kind.waiting:
             raise ValueError(f"{request.request_id}: only waiting requests are re-enqueued")
@@ -370,6 +413,7 @@ class StateStore(Generic[RequestT, StatusT]):
             "in_progress_prefix": ARQ_IN_PROGRESS_KEY_PREFIX,
             "only_if_orphaned": only_if_orphaned,
             "heartbeat_key": batch_heartbeat_key(self.prefix, request.job_id or ""),
+            "held_stale_before_ms": -1 if held_stale_before is None else held_stale_before * 1000,
         }
         keys = [
             self.request_key(request.request_id),

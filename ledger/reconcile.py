@@ -8,7 +8,9 @@ side, one audited step per request:
 
 - a *waiting* status (``queued`` / ``retry_scheduled``) whose job is *orphaned* (no
   ``arq:job:<id>``, or a job that is neither in the queue nor held by a worker via
-  ``arq:in-progress:<id>``): re-enqueued under a fresh job id without a status change, audited as
+  ``arq:in-progress:<id>``; or its own job held although it was due more than the lease ago:
+  a worker that took the job and died before claiming the request, whose hold arq keeps for its
+  longest function timeout): re-enqueued under a fresh job id without a status change, audited as
   ``<kind>.reenqueued``. The check and the repair are one Lua script, so a job that a worker is
   picking up at that moment is never doubled. A request recorded under a bulk submission's batch
   job is covered by that job while it is queued and not started, or held with its heartbeat
@@ -79,6 +81,9 @@ class _JobState:
     started: bool  # arq:in-progress:<id> is there (a worker took it, alive or not)
     held: bool  # started, and for a batch its heartbeat is alive
     batch: bool
+    #: A job of the request's own, started although it was due more than the lease ago while
+    #: the request still waits: its worker was lost between taking the job and claiming it.
+    stale_hold: bool = False
 
     @property
     def alive(self) -> bool:
@@ -86,7 +91,7 @@ class _JobState:
             return False
         if self.batch:  # a started batch lives by its heartbeat alone (see the module docstring)
             return self.held or (self.queued and not self.started)
-        return self.queued or self.held
+        return (self.queued or self.held) and not self.stale_hold
 
     def describe(self, job_id: str | None) -> str:
         if not job_id:
@@ -95,6 +100,8 @@ class _JobState:
             return f"arq job {job_id} is gone (expired or lost)"
         if self.batch and self.started:
             return f"batch job {job_id} was started but its heartbeat stopped (worker lost)"
+        if self.stale_hold:
+            return f"arq job {job_id} was taken by a worker that never claimed it (worker lost)"
         return f"arq job {job_id} is neither queued nor held by a worker"
 
 
@@ -137,14 +144,16 @@ async def _reconcile_kind(
     for status in (*sorted(kind.waiting), kind.running):
         async for batch in store.scan_status(status):
             report.scanned += len(batch)
-            states = await _job_states(store, batch)
+            states = await _job_states(store, batch, time.time() - lease_seconds)
             for request, state in zip(batch, states, strict=True):
                 repair = await _consider(store, request, state, lease_seconds, report, operator)
                 if repair is not None:
                     report.repairs.append(repair)
 
 
-async def _job_states(store: StateStore[Any, Any], batch: list[Any]) -> list[_JobState]:
+async def _job_states(
+    store: StateStore[Any, Any], batch: list[Any], held_stale_before: float
+) -> list[_JobState]:
     async with store.redis.pipeline(transaction=False) as pipe:
         for request in batch:
             job = request.job_id or ""
@@ -159,6 +168,13 @@ async def _job_states(store: StateStore[Any, Any], batch: list[Any]) -> list[_Jo
         exists, score, in_progress, beating = raw[4 * index : 4 * index + 4]
         has_job = bool(request.job_id)
         batch_job = bool(batch_heartbeat_key(store.prefix, request.job_id or ""))
+        stale = (
+            not batch_job
+            and request.status in store.kind.waiting
+            and bool(in_progress)
+            and score is not None
+            and float(score) < held_stale_before * 1000
+        )
         states.append(
             _JobState(
                 exists=has_job and bool(exists),
@@ -166,6 +182,7 @@ async def _job_states(store: StateStore[Any, Any], batch: list[Any]) -> list[_Jo
                 started=bool(in_progress),
                 held=has_job and bool(in_progress) and bool(beating),
                 batch=batch_job,
+                stale_hold=stale,
             )
         )
     return states
@@ -204,7 +221,12 @@ async def _consider(
     if request.status == kind.running:
         new_job = await _requeue_stuck(store, request, details)
     else:
-        new_job = await store.reenqueue(request, details, only_if_orphaned=True)
+        new_job = await store.reenqueue(
+            request,
+            details,
+            only_if_orphaned=True,
+            held_stale_before=time.time() - lease_seconds,
+        )
     return replace(repair, new_job_id=new_job)
 
 

@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from archive import ArchivedRequest
 from ledger.audit import RECORD_KEYS, STATUS_CHANGED, TransitionDetails, build_record
 from ledger.kinds import RequestKind, TrackedRequest
 
@@ -116,6 +117,29 @@ def creation_record(job_id: str | None, created_by: str, created_ts: str) -> dic
     if job_id is not None:
         record["job_id"] = job_id
     return {**record, "worker": created_by, "ts": created_ts}
+
+
+def full_history(
+    kind: RequestKind[Any, Any], request_id: str, stored: Sequence[Any], own: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """A request's audit records, every key present, from its stored history list (JSON texts,
+    or records already decoded) and HMGET of ``[*kind.implied, *CREATION_FIELDS]`` on its hash
+    (see :meth:`StateStore.history`)."""
+    fields = implied_fields(kind.implied, request_id, own[: len(kind.implied)])
+    records = [item if isinstance(item, dict) else json.loads(item) for item in stored]
+    job_id, created_by, created_ts = own[len(kind.implied) :]
+    if created_ts is not None:  # not materialised yet (or listed by an older version)
+        job = None if job_id is None else text(job_id)
+        records = [creation_record(job, text(created_by or b""), text(created_ts)), *records]
+    return [expand_record({**fields, **record}) for record in records]
+
+
+def archived_history(
+    kind: RequestKind[Any, Any], archived: ArchivedRequest
+) -> list[dict[str, Any]]:
+    """An archived request's audit records, every key present (as :func:`full_history`)."""
+    own = [archived.fields.get(name) for name in (*kind.implied, *CREATION_FIELDS)]
+    return full_history(kind, archived.request_id, archived.records, own)
 
 
 def implied_fields(names: Sequence[str], request_id: str, values: Sequence[Any]) -> dict[str, Any]:

@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from archive import ArchiveStore, open_archive
+from ledger.durations import parse_duration
+
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 
 
@@ -109,6 +112,52 @@ class BaseServiceSettings(BaseSettings):
         description="The reconciler re-queues a request in_progress for longer than this "
         "(workers refuse to start unless it exceeds FCD_JOB_TIMEOUT_SECONDS).",
     )
+
+    archive_dir: Path = Field(
+        default=Path("var/archive"),
+        description="Directory of the embedded archive (one SQLite file, archive.sqlite3) "
+        "when FCD_ARCHIVE_DSN is unset.",
+    )
+    archive_dsn: SecretStr | None = Field(
+        default=None,
+        description="postgresql://… of a PostgreSQL archive instead of the SQLite file "
+        "(for fleets: every worker and producer shares it).",
+    )
+    archive_after: str = Field(
+        default="30d",
+        description="Terminal requests older than this (e.g. 30d, 12h) move from Redis to the "
+        "archive.",
+    )
+    archive_batch_size: int = Field(
+        default=1000, gt=0, le=20_000, description="Requests the archive job moves per batch."
+    )
+
+    @field_validator("archive_after")
+    @classmethod
+    def _archive_after_is_a_duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ValueError:
+            raise ValueError("not a duration (e.g. 90s, 15m, 2h, 30d, 1h30m)") from None
+        return value
+
+    @field_validator("archive_dsn")
+    @classmethod
+    def _archive_dsn_is_postgresql(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @property
+    def archive_after_seconds(self) -> float:
+        return parse_duration(self.archive_after)
+
+    def open_archive(self) -> ArchiveStore:
+        """The archive these settings name (opened lazily; see :func:`archive.open_archive`)."""
+        dsn = self.archive_dsn.get_secret_value() if self.archive_dsn is not None else None
+        return open_archive(self.archive_dir, dsn)
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -3,6 +3,9 @@
 Contracts (on top of the state machine's, :mod:`ledger.machine`):
 
 - Nothing expires. arq forgets jobs after a day and results after an hour; the ledger does not.
+  Terminal requests older than ``FCD_ARCHIVE_AFTER`` move, whole, to the archive
+  (:mod:`ledger.archiving`); reads fall through to it (:meth:`locate`, :meth:`locate_ref`,
+  :meth:`known_disconnected`).
 - One active request per account. :meth:`Ledger.submit` for an account that already has one
   merges into it (a ``disconnect.merged`` record in its history) and returns the existing id. An
   urgent submission merged into a waiting bulk request promotes it to the urgent queue.
@@ -41,6 +44,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from archive import ArchiveStore
 from ledger import lua
 from ledger.audit import (
     EXTERNALLY_DISCONNECTED,
@@ -51,7 +55,7 @@ from ledger.audit import (
 )
 from ledger.jobs import job_id_for
 from ledger.keys import LedgerKeys
-from ledger.machine import StateStore
+from ledger.machine import Located, StateStore
 from ledger.models import (
     ACCOUNT,
     ACCOUNT_ID_RE,
@@ -84,6 +88,11 @@ class KnownDisconnected:
     evidence: Evidence
 
 
+def _ended_before(request_id: str, status: str) -> KnownDisconnected:
+    reason = f"an earlier request for the account, {request_id}, ended {status}"
+    return KnownDisconnected(reason, Evidence.LEDGER)
+
+
 class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
     """Reads and atomically changes disconnect requests in Redis."""
 
@@ -97,6 +106,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         job_expires_seconds: int = 86_400,
         prefix: str = "fcd:",
         actor: str | None = None,
+        archive: ArchiveStore | None = None,
     ) -> None:
         super().__init__(
             redis,
@@ -107,6 +117,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             bulk_queue_name=bulk_queue_name,
             job_expires_seconds=job_expires_seconds,
             actor=actor,
+            archive=archive,
         )
         self._create = lua.register(redis, "ledger", "create")
 
@@ -120,7 +131,8 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         actor: str | None = None,
     ) -> Ledger:
         """The ledger every process builds from its settings (``actor``: who its records name;
-        default ``host:pid``)."""
+        default ``host:pid``), with the archive they name attached (closed by
+        :meth:`close_archive`)."""
         return cls(
             redis,
             queue_name=settings.queue_name,
@@ -129,7 +141,12 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             job_expires_seconds=settings.job_expires_seconds,
             prefix=settings.key_prefix,
             actor=actor,
+            archive=settings.open_archive(),
         )
+
+    async def close_archive(self) -> None:
+        if self.archive is not None:
+            await self.archive.close()
 
     def _active_keys(self, request: DisconnectRequest) -> list[str]:
         return [self.active_key(request.account_id), self.account_requests_key(request.account_id)]
@@ -239,8 +256,9 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         ``fca_`` id), so either of these settles a request without calling Stripe: Stripe's
         event of a disconnect someone else made, as applied (``account.externally_disconnected``
         in the account's history), or an earlier request for the account (not ``besides``)
-        that ended ``disconnected`` or ``already_disconnected``. One round trip when the
-        account has neither (the usual case).
+        that ended ``disconnected`` or ``already_disconnected``, in Redis or moved to the
+        archive. One Redis round trip (and one archive lookup) when the account has neither
+        (the usual case).
         """
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(self.account_history_key(account_id), 0, -1)
@@ -251,16 +269,18 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             if record.get("event") == EXTERNALLY_DISCONNECTED:
                 return KnownDisconnected(str(record.get("message")), Evidence.EVENT)
         earlier = [text(member) for member in finished if text(member) != besides]
-        if not earlier:
-            return None
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for request_id in earlier:
-                pipe.hget(self.request_key(request_id), "status")
-            statuses = await pipe.execute()
-        for request_id, status in zip(earlier, statuses, strict=True):
-            if status is not None and text(status) in _GONE:
-                reason = f"an earlier request for the account, {request_id}, ended {text(status)}"
-                return KnownDisconnected(reason, Evidence.LEDGER)
+        if earlier:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for request_id in earlier:
+                    pipe.hget(self.request_key(request_id), "status")
+                statuses = await pipe.execute()
+            for request_id, status in zip(earlier, statuses, strict=True):
+                if status is not None and text(status) in _GONE:
+                    return _ended_before(request_id, text(status))
+        for located in await self.archived_for_account(account_id):  # moved out of Redis
+            status = located.request.status.value
+            if located.request.request_id != besides and status in _GONE:
+                return _ended_before(located.request.request_id, status)
         return None
 
     async def account_history(self, account_id: str) -> list[dict[str, Any]]:
@@ -290,6 +310,32 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         """The id of the account's one active request, if it has one."""
         raw = await self.redis.get(self.active_key(account_id))
         return None if raw is None else text(raw)
+
+    async def archived_for_account(self, account_id: str) -> list[Located[DisconnectRequest]]:
+        """The account's requests that moved to the archive, oldest first."""
+        if self.archive is None:
+            return []
+        return [self.from_archive(a) for a in await self.archive.for_subject(account_id)]
+
+    async def locate_ref(self, ref: str) -> Located[DisconnectRequest]:
+        """:meth:`resolve`, falling through to the archive: a request by id, or an account's
+        active (else most recent, in Redis or the archive) request by ``fca_`` id."""
+        if not ACCOUNT_ID_RE.match(ref):
+            return await self.locate(ref)
+        active = await self.active_request(ref)
+        if active is not None:
+            return await self.locate(active)
+        ids = await self.requests_for_account(ref)
+        archived = await self.archived_for_account(ref)
+        if archived and (not ids or archived[-1].request.created_at > await self._created(ids[-1])):
+            return archived[-1]
+        if not ids:
+            raise RequestNotFound(ref)
+        return await self.locate(ids[-1])
+
+    async def _created(self, request_id: str) -> float:
+        raw = await self.redis.hget(self.request_key(request_id), "created_at")  # type: ignore[misc]
+        return 0.0 if raw is None else float(raw)
 
     async def resolve(self, ref: str) -> DisconnectRequest:
         """A request by id, or an account's active (else most recent) request by ``fca_`` id."""

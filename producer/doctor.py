@@ -24,8 +24,10 @@ worker's write calls, so a CLI with a key can still never post a disconnect.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import aiohttp
@@ -33,6 +35,7 @@ from pydantic import Field, SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from archive.sqlite import FILE_NAME as SQLITE_FILE
 from events.signature import SignatureError, sign_payload, verify_signature
 from ledger.settings import DEFAULT_STRIPE_API_VERSION, BaseServiceSettings
 
@@ -194,6 +197,38 @@ async def check_redis(redis: Redis) -> list[Finding]:
     return findings
 
 
+async def check_archive(settings: BaseServiceSettings) -> Finding:
+    """The archive finished requests move to: PostgreSQL reachable (its schema migrated), or
+    the SQLite file's directory usable. Never shows the DSN (it may hold a password)."""
+    if settings.archive_dsn is None:
+        return _sqlite_finding(settings.archive_dir)
+    store = settings.open_archive()
+    try:
+        version = await store.schema_version()
+        counts = await store.counts()
+    except Exception as exc:  # noqa: BLE001 (any failure is the finding; the DSN is not shown)
+        return Finding("archive", "problem", f"{store.location} unreachable: {type(exc).__name__}")
+    finally:
+        await store.close()
+    return Finding(
+        "archive", "ok", f"{store.location}, schema {version}, {counts.requests} requests"
+    )
+
+
+def _sqlite_finding(directory: Path) -> Finding:
+    path = directory / SQLITE_FILE
+    if path.is_file():
+        return Finding("archive", "ok", f"sqlite:{path} (WAL), {path.stat().st_size} bytes")
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK):
+        detail = f"sqlite:{path} not written yet; its first write creates it"
+        return Finding("archive", "ok", detail)
+    detail = f"{directory} cannot be created or written: the archive job cannot move requests"
+    return Finding("archive", "problem", detail)
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -205,4 +240,5 @@ async def run_checks(
     findings = await check_stripe(settings)
     findings.append(check_webhook_secrets(settings, payload, signature))
     findings += await check_redis(redis)
+    findings.append(await check_archive(settings))
     return findings

@@ -10,6 +10,7 @@ different body raises :class:`EventIdConflict` and writes nothing (see :mod:`led
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,11 @@ class IntakeService:
         claim = await self.events.claim(service, body.event_id, digest)
         if claim.state == ClaimState.CONFLICT:
             raise EventIdConflict(body.event_id)
+        if claim.state == ClaimState.NEW:
+            archived = await self._archived_answer(service, body.event_id, digest)
+            if archived is not None:
+                await self.events.release(service, body.event_id, digest)
+                return archived
         answered = claim.state == ClaimState.ANSWERED and claim.result is not None
         if answered and not await self._no_longer_serves(claim.result or {}):
             return IntakeResult(claim.result or {}, replayed=True)
@@ -203,6 +209,21 @@ class IntakeService:
             raise EventIdConflict(body.event_id)
         return IntakeResult(stored, replayed=stored != result)
 
+    async def _archived_answer(
+        self, service: str, event_id: str, digest: str
+    ) -> IntakeResult | None:
+        """The answer stored for an event whose request moved to the archive, if any (a very
+        late replay); :class:`EventIdConflict` if it was used there with another body."""
+        if self.ledger.archive is None:
+            return None
+        event = await self.ledger.archive.event(f"{service}:{event_id}")
+        if event is None:
+            return None
+        if event.digest != digest:
+            await self.events.release(service, event_id, digest)
+            raise EventIdConflict(event_id)
+        return IntakeResult(json.loads(event.result), replayed=True)
+
     async def _no_longer_serves(self, result: dict[str, Any]) -> bool:
         """A stored answer naming a request the event was merged into that is now cancelled:
         answering it again would tell the caller its deletion is in hand when it is not."""
@@ -224,6 +245,9 @@ class IntakeService:
 
     async def _submit_customer(self, service: str, body: IntakeBody) -> IntakeResult:
         assert body.customer_id is not None
+        archived = await self._archived_answer(service, body.event_id, body_hash(body.normalised()))
+        if archived is not None:
+            return archived
         now = time.time()
         parent = CustomerRequest(
             request_id=new_parent_id(),

@@ -16,6 +16,9 @@
     GET    /_emulator/connected-accounts             {"data": [{id, created, revoked}, ...]}
     POST   /_emulator/connected-accounts             {"count": n}: connect new accounts
     POST   /_emulator/connected-accounts/{id}/revoke the platform loses access to it
+    POST   /_emulator/refuse-connections             {"seconds": N}: stop listening (and drop
+                                                      open connections) for N s, then listen
+                                                      again; answers {"until": unix s}
     GET    /_emulator/health                         {"ok": true, "accounts": n}
 
 Bad input answers 400 `{"error": {"message": ...}}`. Admin calls are not logged, limited or
@@ -67,6 +70,14 @@ class Script(BaseModel):
 
     account_id: str
     responses: list[ForcedOutcome]
+
+
+class RefuseConnections(BaseModel):
+    """Body of `POST /_emulator/refuse-connections` (see `stripe_emulator.listener`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(gt=0, le=3600)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -253,6 +264,18 @@ async def get_webhooks(request: web.Request) -> web.Response:
     return _json({"data": list(webhooks.deliveries), "events": list(webhooks.events)})
 
 
+async def refuse_connections(request: web.Request) -> web.Response:
+    """Close the listening socket and open connections for a while (a host that went away)."""
+    try:
+        spec = RefuseConnections.model_validate(await _body(request))
+    except (ValidationError, ValueError) as exc:
+        return _problem(str(exc))
+    listener = _state(request).listener
+    if listener is None:
+        return _problem("this emulator was not started with a listener it controls", 409)
+    return _json({"until": listener.refuse_for(spec.seconds)})
+
+
 async def health(request: web.Request) -> web.Response:
     """Liveness, and how many accounts exist."""
     return _json({"ok": True, "accounts": _state(request).accounts.total})
@@ -276,4 +299,5 @@ def add_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/connected-accounts", get_connected)
     router.add_post(f"{PREFIX}/connected-accounts", connect_accounts)
     router.add_post(PREFIX + "/connected-accounts/{id}/revoke", revoke_connected)
+    router.add_post(f"{PREFIX}/refuse-connections", refuse_connections)
     router.add_get(f"{PREFIX}/health", health)

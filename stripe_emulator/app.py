@@ -21,6 +21,7 @@ from aiohttp import web
 
 from stripe_emulator import admin, endpoints
 from stripe_emulator.config import EmulatorConfig
+from stripe_emulator.listener import Listener
 from stripe_emulator.pipeline import STATE
 from stripe_emulator.state import EmulatorState
 
@@ -70,8 +71,9 @@ async def run_emulator(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        listener = Listener(runner, host, port)
+        await listener.start()
+        app[STATE].listener = listener
         bound_host, bound_port = _bound_address(runner)
         yield RunningEmulator(f"http://{bound_host}:{bound_port}", bound_host, bound_port, app)
     finally:

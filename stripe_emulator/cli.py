@@ -28,6 +28,8 @@ from stripe_emulator.config import (
     OutageWindow,
     WebhookEndpoint,
 )
+from stripe_emulator.listener import Listener
+from stripe_emulator.pipeline import STATE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,7 +145,9 @@ async def serve(config: EmulatorConfig, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
+        listener = Listener(runner, host, port, backlog=1024)
+        runner.app[STATE].listener = listener
+        await listener.start()
         print(f"stripe_emulator listening on http://{host}:{port}", flush=True)
         await stop.wait()
     finally:

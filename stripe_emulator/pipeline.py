@@ -62,6 +62,8 @@ class Answer:
     store: bool = False
     reset: bool = False
     replayed: bool = False
+    #: The forced outcome this answer came from (see `requestlog.LoggedRequest.fault`).
+    fault: str | None = None
 
     @classmethod
     def ok(cls, body: bytes) -> Answer:
@@ -181,6 +183,24 @@ async def with_outcome(
     state: EmulatorState, call: Call, forced: ForcedOutcome | None, work: Callable[[], Answer]
 ) -> Answer:
     """Apply a forced outcome (hang, reset, error; see `faults`) and latency around `work`."""
+    answer = await _with_outcome(state, call, forced, work)
+    if forced is not None:
+        answer.fault = fault_label(forced)
+    return answer
+
+
+def fault_label(forced: ForcedOutcome) -> str | None:
+    """How the request log names a forced outcome: `reset`, the forced status, or `hang`."""
+    if forced.reset:
+        return "reset"
+    if forced.is_error:
+        return str(forced.status)
+    return "hang" if forced.hang_seconds else None
+
+
+async def _with_outcome(
+    state: EmulatorState, call: Call, forced: ForcedOutcome | None, work: Callable[[], Answer]
+) -> Answer:
     if forced is not None and forced.hang_seconds:
         await state.pause(forced.hang_seconds)
     latency = state.faults.latency()
@@ -227,6 +247,7 @@ def _log(state: EmulatorState, call: Call, answer: Answer, limiter: str | None) 
             replayed=answer.replayed,
             limiter=limiter,
             request_id=call.request_id,
+            fault=answer.fault,
         )
     )
 

@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 class LoggedRequest(NamedTuple):
     """One answered call; `ts` is when it arrived, `end_ts` when it was answered (unix s).
 
-    `status` is 0 for a connection reset (no answer was sent).
+    `status` is 0 for a connection reset (no answer was sent). `fault` names the forced outcome
+    the call met (`hang`, `reset`, or the forced status such as `500`; None for a normal call),
+    so a harness can tell a call the client had already given up on (a hang past its timeout).
     """
 
     ts: float
@@ -29,6 +31,7 @@ class LoggedRequest(NamedTuple):
     replayed: bool
     limiter: str | None
     request_id: str
+    fault: str | None = None
 
 
 class RequestLog:

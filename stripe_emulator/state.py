@@ -20,6 +20,7 @@ from stripe_emulator.faults import FaultInjector, Scripts
 from stripe_emulator.idempotency import IdempotencyStore
 from stripe_emulator.ids import to_base62
 from stripe_emulator.limits import Limiter
+from stripe_emulator.listener import Listener
 from stripe_emulator.requestlog import RequestLog
 from stripe_emulator.webhooks import WebhookDispatcher
 
@@ -51,6 +52,8 @@ class EmulatorState:
         )
         self.locked_accounts: set[int] = set()
         self.closing = asyncio.Event()
+        #: Set by whoever serves the app (the CLI, `run_emulator`), for connection refusals.
+        self.listener: Listener | None = None
         self._request_prefix = to_base62(self._rng.getrandbits(64), 6)
         self._request_counter = itertools.count(1)
 

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 from redis.asyncio import Redis
 
+from devenv.postgres_server import PostgresCluster, private_postgres
 from devenv.processes import ProcessGroup, start_emulator
 from devenv.redis_server import redis_url_for_run
 from ledger.audit import AuditTrail
@@ -85,3 +87,20 @@ async def bulk_ledger(redis: Redis, namespace: str, audit_path: Path) -> AsyncIt
         prefix=f"{namespace}fcd:",
     )
     audit.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster for the whole run (initdb in a tmp dir, a free port)."""
+    with private_postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def archive_dsn(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh database of this test's own in the private cluster, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_cluster.dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+        yield postgres_cluster.dsn(name)
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())

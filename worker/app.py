@@ -99,6 +99,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     audit = AuditTrail(settings.audit_log_path)
     stack.callback(audit.close)
     ledger = Ledger.from_settings(redis, settings, audit)
+    stack.push_async_callback(ledger.close_archive)
     await ensure_migrated(ledger)
     gate = ctx.get("gate_factory", build_gate)(redis, settings)
     ctx["deps"] = DisconnectDeps(
@@ -119,6 +120,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         precheck_account=settings.precheck_account,
         idempotency_refresh_seconds=settings.idempotency_refresh_seconds,
         lock_seconds=settings.stripe_timeout_seconds * 2 + 10,
+        call_timeout_seconds=settings.stripe_timeout_seconds,
         paused_recheck_seconds=settings.paused_recheck_seconds,
         priority=ctx.get("priority", "urgent"),
     )

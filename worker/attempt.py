@@ -36,6 +36,7 @@ One call per disconnect (issue 13): a second call is made only where it buys som
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -74,16 +75,30 @@ class Outcome:
     posted: bool = False
 
 
+@dataclass
+class InFlight:
+    """When this attempt's disconnect POST left, while no answer has come back."""
+
+    since: float | None = None
+
+
 async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
-    """The attempt under the account's lock: Stripe answers ``lock_timeout`` to parallel calls."""
+    """The attempt under the account's lock: Stripe answers ``lock_timeout`` to parallel calls.
+
+    Cancelled (job timeout, shutdown) while its POST is in flight, the attempt does not release
+    the lock: it leaves it to expire when the client's timeout would have given the call up
+    (``call_timeout_seconds`` after it left), because Stripe may still be running it, so the next
+    attempt never sends a second POST for the account while the first may still run (the chaos
+    harness saw that overlap: a 409 for the key in use, at best). Cancelled before the POST left,
+    the lock is released at once."""
+    lock = AccountLock(
+        deps.ledger.redis,
+        request.account_id,
+        ttl_seconds=deps.lock_seconds,
+        key_prefix=f"{deps.ledger.prefix}lock:account:",
+    )
     try:
-        async with AccountLock(
-            deps.ledger.redis,
-            request.account_id,
-            ttl_seconds=deps.lock_seconds,
-            key_prefix=f"{deps.ledger.prefix}lock:account:",
-        ):
-            return await attempt_disconnect(deps, request)
+        await lock.acquire()
     except AccountBusy as busy:
         note = "another call holds this account's lock; trying again when it is free"
         return Outcome(
@@ -92,13 +107,28 @@ async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Ou
             attempt_free=True,
             not_before=busy.retry_after,
         )
+    in_flight = InFlight()
+    try:
+        return await attempt_disconnect(deps, request, in_flight)
     except LimiterPaused:
         note = "service paused; request handed back to the queue, attempt not spent"
         return Outcome(RequestStatus.QUEUED, TransitionDetails(message=note), attempt_free=True)
+    except asyncio.CancelledError:
+        if in_flight.since is not None:
+            left = in_flight.since + deps.call_timeout_seconds - time.time()
+            if left > 0:
+                await lock.keep_for(left)
+        raise
+    finally:
+        await lock.release()
 
 
-async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -> Outcome:
-    """One attempt, costing one call unless a second buys something (module docstring)."""
+async def attempt_disconnect(
+    deps: DisconnectDeps, request: DisconnectRequest, in_flight: InFlight | None = None
+) -> Outcome:
+    """One attempt, costing one call unless a second buys something (module docstring);
+    ``in_flight`` is told when the disconnect POST leaves and when it is answered."""
+    in_flight = InFlight() if in_flight is None else in_flight
     settled = await _settled_without_a_call(deps, request)
     if settled is not None:
         return settled
@@ -117,6 +147,7 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
         # Before the POST leaves: an attempt cut off mid-call must still count as having posted.
         if not await deps.ledger.update_if_held(request, {"last_posted_at": time.time()}):
             raise ClaimLost(request.request_id)
+        in_flight.since = time.time()
 
     try:
         result = await call_stripe(
@@ -131,7 +162,9 @@ async def attempt_disconnect(deps: DisconnectDeps, request: DisconnectRequest) -
             stripe_account=request.stripe_account,
         )
     except StripeError as exc:
+        in_flight.since = None
         return replace(await _after_error(deps, request, exc), posted=True)
+    in_flight.since = None
     outcome = await _after_success(deps, request, result.meta)
     return replace(outcome, fresh_idempotency_key=refresh_key, posted=True)
 

@@ -46,6 +46,9 @@ class DisconnectDeps:
     priority: Priority = "urgent"
     lock_seconds: float = 120.0
     paused_recheck_seconds: float = 10.0
+    #: The Stripe client's total timeout: how long a call we cut off may still run at Stripe
+    #: for all we know (the account lock is kept that long after a cancellation mid-call).
+    call_timeout_seconds: float = 30.0
 
 
 async def call_stripe(

@@ -1,5 +1,6 @@
-"""Periodic housekeeping in the workers: the reconciler, publishing the limiter's snapshot, and
-the webhook catch-up (:mod:`worker.events_catchup`).
+"""Periodic housekeeping in the workers: the reconciler, publishing the limiter's snapshot, the
+webhook catch-up (:mod:`worker.events_catchup`) and the archive job (:func:`archive_job`, the
+same kind of unique cron job; :mod:`ledger.archiving` adds its own lock).
 
 :func:`reconcile_job` is a thin arq adapter over :func:`ledger.reconcile.reconcile` (every kind
 of request), :func:`retention.runs.recover_runs` (sweep runs whose process was lost) and
@@ -26,6 +27,7 @@ from arq.cron import CronJob, cron
 
 from control.overview import publish_limiter_snapshot
 from events.inbox import WebhookInbox
+from ledger.archiving import Archiver
 from ledger.jobs import ARQ_JOB_KEY_PREFIX
 from ledger.reconcile import reconcile
 from ledger.store import Ledger
@@ -35,6 +37,7 @@ from worker.events_catchup import EVENTS_CATCHUP_JOB, events_catchup_job
 from worker.settings import WorkerSettings
 
 RECONCILE_JOB = "reconcile"
+ARCHIVE_JOB = "archive"
 log = structlog.get_logger("fcd.worker")
 
 
@@ -67,6 +70,30 @@ async def reconcile_job(ctx: dict[str, Any]) -> str:
     if isinstance(deps.gate, SnapshotSource):
         await publish_limiter(deps.ledger, deps.gate)
     return f"scanned={report.scanned} repaired={len(report.repairs)}"
+
+
+async def archive_job(ctx: dict[str, Any]) -> str:
+    """arq cron job: one archive pass (:mod:`ledger.archiving`): terminal requests older than
+    ``FCD_ARCHIVE_AFTER`` move from Redis to the archive, in batches of
+    ``FCD_ARCHIVE_BATCH_SIZE``."""
+    deps: DisconnectDeps = ctx["deps"]
+    settings: WorkerSettings = ctx["settings"]
+    archive = deps.ledger.archive
+    assert archive is not None  # Ledger.from_settings attaches it
+    report = await Archiver(deps.ledger, archive).run(
+        older_than=settings.archive_after_seconds, batch_size=settings.archive_batch_size
+    )
+    log.info(
+        "archive.finished",
+        archived=report.archived,
+        kept=report.kept,
+        waiting=report.waiting,
+        events=report.events,
+        batches=report.batches,
+        lock_busy=report.lock_busy,
+        archive=archive.location,
+    )
+    return f"archived={report.archived} kept={report.kept}"
 
 
 async def publish_limiter(ledger: Ledger, limiter: SnapshotSource) -> None:
@@ -114,6 +141,16 @@ def housekeeping_cron_jobs(settings: WorkerSettings, *, burst: bool = False) -> 
                 run_at_startup=True,
                 timeout=600,
                 **cron_schedule(settings.events_catchup_interval_seconds),
+            )
+        )
+    if settings.archive_interval_seconds > 0:
+        jobs.append(
+            cron(
+                archive_job,
+                name=ARCHIVE_JOB,
+                unique=True,
+                timeout=600,
+                **cron_schedule(settings.archive_interval_seconds),
             )
         )
     return jobs

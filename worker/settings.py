@@ -130,6 +130,13 @@ class WorkerSettings(BaseServiceSettings):
         "that owns no pending event and has been idle this long (a process that was killed).",
     )
 
+    archive_interval_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How often the archive job moves old terminal requests out of Redis (once "
+        "across all workers; same form as the reconcile interval); 0 turns it off.",
+    )
+
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> WorkerSettings:
         """The reconciler treats an attempt older than the lease as lost; none may live longer."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from producer.cli import (
     doctor,
+    export,
     failed,
     migrate,
     pause,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     pause.register(sub)  # also registers `resume`
     sweep.register(sub)  # also registers `sweeps`
     doctor.register(sub)
+    export.register(sub)
     return parser
 
 

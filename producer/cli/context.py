@@ -62,8 +62,11 @@ async def open_ledger(
             raise CliError(f"cannot reach Redis at {where}: {exc}") from exc
         ledger = Ledger.from_settings(redis, settings, audit, actor=cli_actor())
         ledger.on_terminal = counters.observe_completion
-        yield ledger
-        await counters.flush()
+        try:
+            yield ledger
+            await counters.flush()
+        finally:
+            await ledger.close_archive()
     finally:
         await redis.aclose()
         audit.close()

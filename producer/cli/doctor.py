@@ -1,4 +1,5 @@
-"""``fcd doctor``: check the Stripe key, the pinned API version, the webhook secrets and Redis.
+"""``fcd doctor``: check the Stripe key, the pinned API version, the webhook secrets, Redis and
+the archive.
 
 Prints a table of findings (see :mod:`producer.doctor`); exits 1 if any finding is a problem,
 0 otherwise (warnings included). ``--json`` prints the findings as a JSON list instead.
@@ -25,7 +26,8 @@ _STYLE = {"ok": "green", "warn": "yellow", "problem": "bold red"}
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "doctor", help="check the Stripe key, API version, webhook secrets and Redis settings"
+        "doctor",
+        help="check the Stripe key, API version, webhook secrets, Redis settings and the archive",
     )
     parser.add_argument("--webhook-payload", type=Path, help="a real delivery's raw body")
     parser.add_argument("--webhook-signature", help="that delivery's Stripe-Signature header")

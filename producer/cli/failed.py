@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ledger.durations import format_age, parse_duration
 from ledger.operator import Failure, count_causes, find_failures
 from producer.cli.context import EXIT_BAD_INPUT, CliError, open_ledger
 from producer.cli.layout import id_column, print_block, table_fits
-from producer.durations import format_age, parse_duration
 
 
 def register(sub: Any) -> None:

@@ -24,10 +24,10 @@ from rich.table import Table
 
 from control.metrics import read_counters
 from control.overview import QueueOverview, queue_overview
+from ledger.durations import format_age
 from ledger.models import RequestSource
 from ledger.store import Ledger
 from producer.cli.context import open_ledger
-from producer.durations import format_age
 
 RATE_WINDOW = 15
 

@@ -33,14 +33,14 @@ def register(sub: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     async with open_ledger() as ledger:
         try:
-            request = await ledger.resolve(args.ref)
+            located = await ledger.locate_ref(args.ref)  # Redis first, then the archive
         except RequestNotFound as exc:
             raise CliError(f"no request found for {args.ref}") from exc
-        history = await ledger.history(request.request_id)
+    request, history = located.request.model_dump(mode="json"), located.history
     if args.json:
-        print(json.dumps({"request": request.model_dump(mode="json"), "history": history}))
+        print(json.dumps({"request": request, "history": history, "stored_in": located.stored_in}))
         return 0
-    render_timeline(request.model_dump(mode="json"), history, Console())
+    render_timeline(request, history, Console(), stored_in=located.stored_in)
     return 0
 
 
@@ -65,7 +65,11 @@ def _parse(ts: str) -> datetime | None:
 
 
 def render_timeline(
-    request: dict[str, Any], history: list[dict[str, Any]], console: Console
+    request: dict[str, Any],
+    history: list[dict[str, Any]],
+    console: Console,
+    *,
+    stored_in: str = "redis",
 ) -> None:
     """Print a request's summary and its history, every id whole."""
     print_block(
@@ -73,7 +77,7 @@ def render_timeline(
         [
             f"{request['request_id']}  status {request['status']}  attempts {request['attempts']}",
             f"account {request['account_id']}  source {request['source']}:{request['reference']}",
-            f"reason {request.get('reason', '')!r}",
+            f"reason {request.get('reason', '')!r}  stored in {stored_in}",
         ],
     )
     with_date = spans_days(history)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from producer.durations import format_age
+from ledger.durations import format_age
 
 LIVE_REFRESH_MS = 3000
 

@@ -22,13 +22,13 @@ from pydantic import SecretStr
 from control.overview import queue_overview, redis_location_of
 from control.pause import get_pause
 from control.workers import ENTRY_TTL_SECONDS, WorkerRegistry
+from ledger.durations import parse_duration
 from ledger.models import RequestNotFound, RequestStatus
 from ledger.operator import Failure, count_causes, find_failures
 from ledger.store import Ledger
 from producer.dashboard import auth
 from producer.dashboard.charts import RANGES, outcome_chart
 from producer.dashboard.render import render
-from producer.durations import parse_duration
 from producer.sweep_waits import wait_reason
 from retention.runs import TERMINAL_SWEEP, SweepRuns
 
@@ -164,20 +164,20 @@ async def request_detail(request: web.Request) -> web.Response:
     ledger = ctx(request).ledger()
     ref = request.match_info["ref"]
     try:
-        found = await ledger.resolve(ref)
+        located = await ledger.locate_ref(ref)  # Redis first, then the archive
     except RequestNotFound:
         response = await page(
             request, "not_found.html", "", title="Not found", text=f"No request found for {ref}."
         )
         response.set_status(404)
         return response
-    history = await ledger.history(found.request_id)
+    found, history = located.request, located.history
     with_date = (
         bool(history) and str(history[0].get("ts", ""))[:10] != str(history[-1].get("ts", ""))[:10]
     )
     return await page(
         request, "request.html", "Requests", title=found.request_id, item=found,
-        history=history, with_date=with_date,
+        history=history, with_date=with_date, stored_in=located.stored_in,
     )  # fmt: skip
 
 

@@ -125,6 +125,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(RedisError, OSError):
             await run_detached(counters.flush())  # this task is cancelled at shutdown
         await redis.aclose()
+        await ledger.close_archive()
         audit.close()
 
 

@@ -100,21 +100,31 @@ SCHEMAS: dict[str, Any] = {
     },
     "RequestStatus": {
         "type": "object",
-        "required": ["kind", "request_id", "status", "history"],
+        "required": ["kind", "request_id", "status", "history", "stored_in"],
         "properties": {
             "kind": {"type": "string", "enum": ["account", "customer"]},
             "request_id": {"type": "string"},
             "status": {"type": "string"},
             "history": {"type": "array", "items": {"type": "object"}},
+            "stored_in": {
+                "type": "string",
+                "enum": ["redis", "archive"],
+                "description": "Where the request was read: Redis, or the archive it moved to.",
+            },
         },
     },
     "AccountHistory": {
         "type": "object",
-        "required": ["account_id", "request_ids", "history"],
+        "required": ["account_id", "request_ids", "history", "stored_in"],
         "properties": {
             "account_id": {"type": "string"},
             "request_ids": {"type": "array", "items": {"type": "string"}},
             "history": {"type": "array", "items": {"type": "object"}},
+            "stored_in": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "enum": ["redis", "archive"]},
+                "description": "Request id -> where it was read (redis or archive).",
+            },
         },
     },
 }

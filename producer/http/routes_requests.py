@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ledger.customer_models import CustomerNotFound, EventIdConflict
+from ledger.machine import FROM_REDIS
 from ledger.models import ACCOUNT_ID_RE, REQUEST_ID_RE, RequestNotFound
 from producer.http.auth import authenticate
 from producer.http.errors import ApiError
@@ -75,7 +76,9 @@ def serves(caller: str, history: list[dict[str, Any]]) -> bool:
 
 
 async def get_request(request: web.Request) -> web.Response:
-    """GET /v1/disconnect-requests/{request_id}: an account request or a customer request.
+    """GET /v1/disconnect-requests/{request_id}: an account request or a customer request,
+    from Redis or, once it moved there, from the archive (``stored_in``: ``redis``
+    or ``archive``).
 
     A service sees only requests it submitted (or merged a submission into) unless its token has
     ``read:all``; any other id answers 404, exactly as an unknown one does.
@@ -85,19 +88,19 @@ async def get_request(request: web.Request) -> web.Response:
     request_id = request.match_info["request_id"]
     try:
         if REQUEST_ID_RE.match(request_id):
-            found = await svc.ledger.get(request_id)
-            history = await svc.ledger.history(request_id)
-            body = {"kind": "account", **found.model_dump(mode="json"), "history": history}
+            found = await svc.ledger.locate(request_id)
+            history = found.history
+            body = {"kind": "account", **found.request.model_dump(mode="json")}
         elif CUSTOMER_REQUEST_ID_RE.match(request_id):
-            parent = await svc.customers.get(request_id)
-            summary = await svc.customers.summary(parent)
-            history = await svc.customers.history(request_id)
-            body = {"kind": "customer", **parent.model_dump(mode="json"), **summary}
-            body["history"] = history
+            parent = await svc.customers.locate(request_id)
+            summary = await svc.customers.summary(parent.request, parent.archived)
+            history = parent.history
+            body = {"kind": "customer", **parent.request.model_dump(mode="json"), **summary}
+            found = parent  # type: ignore[assignment]
         else:
             history = []
         if history and (caller in svc.reading_all or serves(caller, history)):
-            return web.json_response(body)
+            return web.json_response({**body, "history": history, "stored_in": found.stored_in})
     except (RequestNotFound, CustomerNotFound):
         pass
     raise ApiError(404, f"no request {request_id!r}", field="request_id")
@@ -106,8 +109,10 @@ async def get_request(request: web.Request) -> web.Response:
 async def account_history(request: web.Request) -> web.Response:
     """GET /v1/accounts/{account_id}/history
 
-    Without ``read:all`` a service sees the requests it submitted for the account (and the
-    account's own notes only if there is one): nothing about other services' requests.
+    Every request for the account, in Redis or moved to the archive (``stored_in``: request id
+    -> ``redis`` or ``archive``). Without ``read:all`` a service sees the requests it submitted for
+    the account (and the account's own notes only if there is one): nothing about other
+    services' requests.
     """
     svc = services(request)
     caller = authenticate(request, svc.tokens)
@@ -116,8 +121,24 @@ async def account_history(request: web.Request) -> web.Response:
         raise ApiError(404, f"{account_id!r} is not an account id (fca_…)", field="account_id")
     history = await svc.ledger.account_history(account_id)
     requests = await svc.ledger.requests_for_account(account_id)
+    sources = dict.fromkeys(requests, FROM_REDIS)
+    histories = {}
+    for archived in await svc.ledger.archived_for_account(account_id):
+        if archived.request.request_id not in sources:
+            sources[archived.request.request_id] = archived.stored_in
+            histories[archived.request.request_id] = archived.history
+            history += archived.history
+    history.sort(key=lambda record: str(record["ts"]))
+    requests = sorted(sources, key=lambda rid: next(
+        (str(r["ts"]) for r in history if r.get("request_id") == rid), ""
+    ))  # fmt: skip
     if caller not in svc.reading_all:
-        requests = [rid for rid in requests if serves(caller, await svc.ledger.history(rid))]
+        mine = []
+        for rid in requests:
+            own = histories.get(rid) or await svc.ledger.history(rid)
+            if serves(caller, own):
+                mine.append(rid)
+        requests = mine
         readable = set(requests)
         history = [
             record
@@ -125,9 +146,8 @@ async def account_history(request: web.Request) -> web.Response:
             if record.get("request_id") in readable
             or (record.get("request_id") is None and readable)
         ]
-    return web.json_response(
-        {"account_id": account_id, "request_ids": requests, "history": history}
-    )
+    body = {"account_id": account_id, "request_ids": requests, "history": history}
+    return web.json_response({**body, "stored_in": {rid: sources[rid] for rid in requests}})
 
 
 def setup_request_routes(app: web.Application) -> None:

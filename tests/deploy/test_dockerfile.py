@@ -18,7 +18,7 @@ import pytest
 
 from tests.deploy.dockerfile import DOCKERFILE, ROOT, Stage, chain, context_sources, stages
 
-SERVICE_PACKAGES = {"ledger", "control", "events", "retention", "producer", "worker"}
+SERVICE_PACKAGES = {"archive", "ledger", "control", "events", "retention", "producer", "worker"}
 DEV_ONLY = ("stripe_emulator", "devenv", "tests", "bench")
 RUNTIME_STAGES = ("production", "demo")
 

@@ -57,11 +57,11 @@ def _problems(root: Path) -> list[str]:
 
 def test_a_dependency_added_without_make_lock_fails(copy: Path) -> None:
     """A new runtime dependency absent from both locks is reported for each, with the fix."""
-    _edit(copy / "pyproject.toml", '"rich>=13.7",', '"rich>=13.7",\n    "psycopg>=3.2",')
+    _edit(copy / "pyproject.toml", '"rich>=13.7",', '"rich>=13.7",\n    "tomli-w>=1.0",')
     problems = _problems(copy)
     assert problems == [
-        "psycopg>=3.2 (pyproject.toml) is not pinned in requirements/runtime.txt: run make lock",
-        "psycopg>=3.2 (pyproject.toml) is not pinned in requirements/dev.txt: run make lock",
+        "tomli-w>=1.0 (pyproject.toml) is not pinned in requirements/runtime.txt: run make lock",
+        "tomli-w>=1.0 (pyproject.toml) is not pinned in requirements/dev.txt: run make lock",
     ]
 
 

@@ -7,15 +7,17 @@ import time
 
 from redis.asyncio import Redis
 
-from ledger.audit import STATUS_CHANGED, TransitionDetails
+from ledger.audit import STATUS_CHANGED, AuditTrail, TransitionDetails
 from ledger.bulk import BulkItem, submit_many
+from ledger.customer_models import CustomerRequest, CustomerStatus, new_customer_request_id
+from ledger.customers import CustomerLedger
 from ledger.jobs import (
     ARQ_IN_PROGRESS_KEY_PREFIX,
     ARQ_JOB_KEY_PREFIX,
     batch_heartbeat_key,
     is_batch_job_id,
 )
-from ledger.models import RequestStatus
+from ledger.models import RequestSource, RequestStatus
 from ledger.operator import cancel
 from ledger.reconcile import REENQUEUED, _requeue_stuck, reconcile, reenqueue
 from ledger.store import Ledger
@@ -198,3 +200,60 @@ async def test_the_reconciler_never_hands_back_an_attempt_claimed_again_under_it
     assert (await ledger.get(claimed.request_id)).status == RequestStatus.IN_PROGRESS
     done = await ledger.transition(live, RequestStatus.DISCONNECTED)
     assert done.status == RequestStatus.DISCONNECTED
+
+
+async def test_waiting_request_whose_job_a_lost_worker_took_is_reenqueued(
+    ledger: Ledger, redis: Redis
+) -> None:
+    """Found by the chaos harness: a worker took a waiting request's job (arq's in-progress key)
+    and was killed before claiming it. arq holds the job for its longest function timeout (a
+    day on bulk workers), so the request waited that long. A job held although it was due more
+    than the lease ago is a lost worker's: re-enqueued. One taken just now is left alone."""
+    lost = await submitted(ledger, "fca_takenLost")
+    live = await submitted(ledger, "fca_takenLive")
+    for request in (lost, live):
+        await redis.set(ARQ_IN_PROGRESS_KEY_PREFIX + str(request.job_id), b"1", ex=86_400)
+    await redis.zadd(ledger.queue_name, {str(lost.job_id): (time.time() - 2 * LEASE) * 1000})
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert [r.request_id for r in report.repairs] == [lost.request_id]
+    assert "never claimed" in report.repairs[0].problem
+    repaired = await ledger.get(lost.request_id)
+    assert repaired.status == RequestStatus.QUEUED and repaired.job_id != lost.job_id
+    assert await ledger.get(live.request_id) == live
+
+
+async def test_a_customer_parent_stuck_in_listing_after_a_crash_is_requeued(
+    ledger: Ledger, redis: Redis
+) -> None:
+    """Issue 12: a worker killed mid-listing leaves its ``cr_…`` parent in ``listing``. Past the
+    lease the reconciler moves it back to ``queued`` with a fresh job (and an audit record), so
+    the listing resumes; a parent inside its lease is left alone."""
+    customers = CustomerLedger(ledger, AuditTrail())
+    ids = {}
+    for name in ("stuck", "fresh"):
+        now = time.time()
+        parent = CustomerRequest(
+            request_id=new_customer_request_id(), customer_id=f"cus_{name}",
+            status=CustomerStatus.QUEUED, source=RequestSource.DELETION_EVENT,
+            reference=f"crm:{name}", reason="gone", created_at=now, updated_at=now,
+        )  # fmt: skip
+        await customers.create(
+            parent,
+            event_key=f"{ledger.prefix}intake:crm:{name}",
+            digest="d",
+            result={"request_ids": [parent.request_id]},
+        )
+        await customers.transition(
+            await customers.get(parent.request_id), CustomerStatus.LISTING, attempts_delta=1
+        )
+        ids[name] = parent.request_id
+    stuck_before = await customers.get(ids["stuck"])
+    await redis.hset(customers.key(ids["stuck"]), "updated_at", str(time.time() - 2000))  # type: ignore[misc]
+    report = await reconcile(ledger, lease_seconds=LEASE)
+    assert [r.request_id for r in report.repairs] == [ids["stuck"]]
+    moved = await customers.get(ids["stuck"])
+    assert moved.status == CustomerStatus.QUEUED and moved.job_id != stuck_before.job_id
+    assert await redis.exists(ARQ_JOB_KEY_PREFIX + str(moved.job_id))
+    last = (await customers.history(ids["stuck"]))[-1]
+    assert (last["from"], last["to"]) == ("listing", "queued")
+    assert (await customers.get(ids["fresh"])).status == CustomerStatus.LISTING

@@ -96,6 +96,7 @@ def test_a_healthy_setup_passes_every_check(persistent_url: str, emulator_url: s
         "webhook secrets": "ok",
         "redis persistence": "ok",
         "redis eviction": "ok",
+        "archive": "ok",
     }
     assert "test mode" in found["stripe key"]["detail"]
     table = doctor(persistent_url, emulator_url)
@@ -152,3 +153,21 @@ def test_a_real_delivery_is_matched_to_its_secret(
     )
     assert findings(malformed)["webhook secrets"]["verdict"] == "problem"
     assert "sk_test_oops" not in malformed.stdout
+
+
+def test_the_archive_is_checked(
+    persistent_url: str, emulator_url: str, archive_dsn: str, tmp_path: Path
+) -> None:
+    """PostgreSQL reachable (schema applied) is ok; unreachable is a problem that names no
+    password; an SQLite directory that cannot be made is a problem."""
+    good = findings(doctor(persistent_url, emulator_url, "--json", archive_dsn=archive_dsn))
+    assert good["archive"]["verdict"] == "ok" and "schema 1" in good["archive"]["detail"]
+    unreachable = "postgresql://fcd:s3cret@127.0.0.1:9/none"
+    done = doctor(persistent_url, emulator_url, "--json", archive_dsn=unreachable)
+    assert done.returncode == 1
+    assert findings(done)["archive"]["verdict"] == "problem"
+    assert "s3cret" not in done.stdout + done.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad_dir = doctor(persistent_url, emulator_url, "--json", archive_dir=str(blocker / "archive"))
+    assert findings(bad_dir)["archive"]["verdict"] == "problem"

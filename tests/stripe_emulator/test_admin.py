@@ -83,7 +83,7 @@ async def test_request_log_records_and_clears(stripe_http: StripeHttp) -> None:
     entry = log[0]
     assert set(entry) == {
         "ts", "end_ts", "method", "path", "account_id", "status", "api_key_suffix",
-        "idempotency_key", "stripe_account", "replayed", "limiter", "request_id",
+        "idempotency_key", "stripe_account", "replayed", "limiter", "request_id", "fault",
     }  # fmt: skip
     assert (entry["method"], entry["status"], entry["idempotency_key"]) == ("POST", 200, "log-1")
     await stripe_http.admin("DELETE", "/requests")

@@ -105,3 +105,36 @@ def test_draws_are_seeded() -> None:
     second = FaultInjector(config, random.Random(5))
     assert [first.draw() for _ in range(200)] == [second.draw() for _ in range(200)]
     assert any(first.draw() is None for _ in range(50))
+
+
+async def test_refused_connections_window_then_listening_again(stripe_http: StripeHttp) -> None:
+    """`refuse-connections`: the port refuses new connections (and an open keep-alive one is
+    dropped) for the window, then the same address answers again."""
+    account_id = (await stripe_http.account_ids())[0]
+    assert (await stripe_http.call("GET", f"{ACCOUNTS_PATH}/{account_id}")).status == 200
+    answer = await stripe_http.admin("POST", "/refuse-connections", {"seconds": 0.6})
+    assert answer["until"] > time.time()
+    await asyncio.sleep(0.2)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await stripe_http.call("GET", f"{ACCOUNTS_PATH}/{account_id}")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            reply = await stripe_http.call("GET", f"{ACCOUNTS_PATH}/{account_id}")
+            break
+        except aiohttp.ClientConnectionError:
+            assert time.monotonic() < deadline, "the emulator never listened again"
+            await asyncio.sleep(0.1)
+    assert reply.status == 200
+
+
+async def test_request_log_names_the_forced_fault(stripe_http: StripeHttp) -> None:
+    """A call that met a random fault is logged with it (`fault`: "500"), a normal one with none."""
+    account_id = (await stripe_http.account_ids())[0]
+    await stripe_http.call("GET", f"{ACCOUNTS_PATH}/{account_id}")
+    await stripe_http.admin("POST", "/config", {"faults": {"error_rates": {"500": 1.0}}})
+    failed = await stripe_http.call("GET", f"{ACCOUNTS_PATH}/{account_id}")
+    assert failed.status == 500
+    assert failed.headers["Stripe-Should-Retry"] == "false"
+    log = (await stripe_http.admin("GET", "/requests"))["data"]
+    assert [entry["fault"] for entry in log[-2:]] == [None, "500"]

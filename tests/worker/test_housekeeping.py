@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from redis.asyncio import Redis
 
+from archive import open_archive
 from control.overview import queue_overview
 from devenv.processes import ProcessGroup, worker_env
 from ledger.jobs import ARQ_JOB_KEY_PREFIX
+from ledger.machine import FROM_ARCHIVE
 from ledger.models import RequestSource, RequestStatus
 from ledger.reconcile import REENQUEUED
 from ledger.store import Ledger
@@ -16,6 +21,7 @@ from tests.producer.process_helpers import wait_for_status
 from worker.app import build_worker
 from worker.events_catchup import EVENTS_CATCHUP_JOB
 from worker.operations import (
+    ARCHIVE_JOB,
     RECONCILE_JOB,
     cron_schedule,
     housekeeping_cron_jobs,
@@ -42,7 +48,8 @@ async def test_long_running_worker_registers_unique_reconcile_cron_burst_does_no
     """A normal worker runs the reconciler and the webhook catch-up as unique cron jobs (once
     per schedule across workers, and at startup); a burst worker only drains, and an interval
     of 0 turns each off."""
-    reconcile_cron, catchup_cron = housekeeping_cron_jobs(_settings())
+    reconcile_cron, catchup_cron, archive_cron = housekeeping_cron_jobs(_settings())
+    assert (archive_cron.name, archive_cron.unique) == (ARCHIVE_JOB, True)
     assert (reconcile_cron.name, reconcile_cron.unique, reconcile_cron.run_at_startup) == (
         RECONCILE_JOB,
         True,
@@ -50,12 +57,20 @@ async def test_long_running_worker_registers_unique_reconcile_cron_burst_does_no
     )
     assert (catchup_cron.name, catchup_cron.unique) == (EVENTS_CATCHUP_JOB, True)
     assert housekeeping_cron_jobs(_settings(), burst=True) == []
-    only_catchup = housekeeping_cron_jobs(_settings(reconcile_interval_seconds=0))
+    only_catchup = housekeeping_cron_jobs(
+        _settings(reconcile_interval_seconds=0, archive_interval_seconds=0)
+    )
     assert [job.name for job in only_catchup] == [EVENTS_CATCHUP_JOB]
-    none = _settings(reconcile_interval_seconds=0, events_catchup_interval_seconds=0)
+    none = _settings(
+        reconcile_interval_seconds=0, events_catchup_interval_seconds=0, archive_interval_seconds=0
+    )
     assert housekeeping_cron_jobs(none) == []
     worker = build_worker(_settings())
-    assert [cron.name for cron in worker.cron_jobs] == [RECONCILE_JOB, EVENTS_CATCHUP_JOB]
+    assert [cron.name for cron in worker.cron_jobs] == [
+        RECONCILE_JOB,
+        EVENTS_CATCHUP_JOB,
+        ARCHIVE_JOB,
+    ]
 
 
 async def test_limiter_snapshot_is_published_for_producers(ledger: Ledger, redis: Redis) -> None:
@@ -96,3 +111,39 @@ async def test_worker_cron_brings_back_request_whose_job_was_lost(
     events = [h["event"] for h in await ledger.history(request.request_id)]
     assert events.count(REENQUEUED) == 1
     assert "reconcile.finished" in group.log_text("worker")
+
+
+async def test_worker_cron_archives_finished_requests(
+    group: ProcessGroup,
+    ledger: Ledger,
+    redis: Redis,
+    process_admin: EmulatorAdmin,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """A running worker's archive cron moves a disconnected request older than
+    FCD_ARCHIVE_AFTER into the SQLite archive and out of Redis; reads then come from there."""
+    [account] = await process_admin.create_accounts(1)
+    submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
+    env = worker_env(
+        redis_url,
+        process_admin.base,
+        key_prefix=ledger.prefix,
+        queue_name=ledger.queue_name,
+        archive_dir=str(tmp_path / "archive"),
+        archive_after="1s",
+        archive_interval_seconds="1",
+    )
+    group.start("worker", ["-m", "worker"], env)
+    await wait_for_status(ledger, submitted.request_id, RequestStatus.DISCONNECTED)
+    ledger.archive = open_archive(tmp_path / "archive", None)
+    deadline = asyncio.get_running_loop().time() + 60
+    while await redis.exists(ledger.request_key(submitted.request_id)):
+        assert asyncio.get_running_loop().time() < deadline, group.log_text("worker")
+        await asyncio.sleep(0.2)
+    located = await ledger.locate(submitted.request_id)
+    assert located.stored_in == FROM_ARCHIVE
+    assert located.request.status == RequestStatus.DISCONNECTED
+    assert [r["to"] for r in located.history][-1] == "disconnected"
+    assert "archive.finished" in group.log_text("worker")
+    await ledger.close_archive()

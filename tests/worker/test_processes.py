@@ -101,11 +101,13 @@ async def test_sigterm_mid_call_requeues_and_next_worker_finishes(
     tmp_path: Path,
 ) -> None:
     """SIGTERM while a call hangs: the request goes back to queued (attempt not spent); a new
-    worker process picks it up and disconnects the account."""
+    worker process picks it up and disconnects the account (once the account lock, kept until
+    the cut-off call's client timeout, 5 s here, has expired)."""
     [account] = await process_admin.create_accounts(1)
     await process_admin.script(account, {"hang_seconds": 2.0})
     submitted = await ledger.submit(account, source=RequestSource.OPERATOR, reference="t")
     env = env_for(ledger, redis_url, process_admin.base, tmp_path / "audit.jsonl")
+    env["FCD_STRIPE_TIMEOUT_SECONDS"] = "5"
     group.start("first", ["-m", "worker"], env)
     deadline = time.monotonic() + 20
     while (await ledger.get(submitted.request_id)).status != RequestStatus.IN_PROGRESS:

@@ -64,6 +64,17 @@ class AccountLock:
             return True
         return False
 
+    async def keep_for(self, seconds: float) -> bool:
+        """Leave the lock to expire in ``seconds`` instead of releasing it (after a call that was
+        cut off mid-flight: it may still run at Stripe); ``False`` if it was no longer ours."""
+        if not self._held:
+            return False
+        self._held = False
+        with contextlib.suppress(LockError):
+            await run_detached(self._lock.extend(seconds, replace_ttl=True))
+            return True
+        return False
+
     async def __aenter__(self) -> Self:
         await self.acquire()
         return self
