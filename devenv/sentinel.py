@@ -12,8 +12,10 @@ Sentinel gets a generated config (``sentinel monitor <master> 127.0.0.1 <port> 2
 
 ``min_replicas_to_write=1`` (the default) makes either server refuse writes while it has no
 replica connected: the old primary stops accepting writes the moment the promoted replica leaves
-it, so nothing acknowledged there can be lost in the fail-over (see the README, "Redis
-durability and high availability").
+it, so nothing is written there after the switch only to be discarded. (A write acknowledged a
+moment *before* the promotion can still be missing: replication is asynchronous; WAIT 1, i.e.
+``FCD_DURABILITY=fsync``, closes that. See the README, "Redis durability and high
+availability".)
 """
 
 from __future__ import annotations

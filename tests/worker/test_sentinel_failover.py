@@ -17,9 +17,10 @@ from devenv.processes import ProcessGroup, worker_env
 from devenv.sentinel import SentinelCluster, sentinel_cluster
 from ledger.audit import AuditTrail
 from ledger.connection import redis_client
+from ledger.durability import DurableWrites, NotDurable, check_redis
 from ledger.models import TERMINAL_STATUSES, RequestStatus
 from ledger.reconcile import reconcile
-from ledger.settings import BaseServiceSettings
+from ledger.settings import BaseServiceSettings, Durability
 from ledger.store import Ledger
 from producer.api import Producer
 from tests.emulator_admin import EmulatorAdmin
@@ -37,16 +38,23 @@ def cluster() -> Iterator[SentinelCluster]:
 
 
 @pytest.fixture
-async def sentinel_ledger(
-    cluster: SentinelCluster, namespace: str, tmp_path: Path
-) -> AsyncIterator[Ledger]:
-    settings = BaseServiceSettings(
+def sentinel_settings(cluster: SentinelCluster, namespace: str) -> BaseServiceSettings:
+    return BaseServiceSettings(
         redis_url="",
         redis_sentinels=cluster.sentinel_addresses,
         redis_sentinel_master=cluster.master_name,
         key_prefix=f"{namespace}fcd:",
         queue_name=f"{namespace}queue",
+        durability=Durability.FSYNC,  # as the intake and fcd submit run in Sentinel mode
+        durability_timeout_seconds=1.0,
     )
+
+
+@pytest.fixture
+async def sentinel_ledger(
+    sentinel_settings: BaseServiceSettings, tmp_path: Path
+) -> AsyncIterator[Ledger]:
+    settings = sentinel_settings
     redis = redis_client(settings)
     audit = AuditTrail(tmp_path / "producer-audit.jsonl")
     try:
@@ -56,12 +64,17 @@ async def sentinel_ledger(
         audit.close()
 
 
-async def submit_retrying(producer: Producer, account_id: str) -> str:
-    """What a producer does: retry until the ledger takes it (the fail-over's write pause)."""
+async def submit_retrying(producer: Producer, durable: DurableWrites, account_id: str) -> str:
+    """What the intake and fcd submit do with FCD_DURABILITY=fsync, and their callers: submit,
+    wait until a replica has it (WAIT 1), and retry (the resubmission merges) on an error or an
+    unconfirmed write. Without the WAIT a write acknowledged by the primary just before its
+    replica is promoted can be lost: asynchronous replication (this test caught one)."""
     for _ in range(600):
         try:
-            return (await producer.submit(account_id, source="operator", reason="gdpr")).request_id
-        except (RedisError, OSError):
+            submission = await producer.submit(account_id, source="operator", reason="gdpr")
+            await durable.confirm(producer.ledger.redis, [submission.request_id])
+            return submission.request_id
+        except (RedisError, OSError, NotDurable):
             await asyncio.sleep(0.1)
     raise AssertionError(f"{account_id} was never accepted")
 
@@ -94,14 +107,17 @@ async def assert_all_disconnected(
 async def test_nothing_is_lost_or_stuck_across_a_sentinel_fail_over(
     cluster: SentinelCluster,
     sentinel_ledger: Ledger,
+    sentinel_settings: BaseServiceSettings,
     group: ProcessGroup,
     process_admin: EmulatorAdmin,
     tmp_path: Path,
 ) -> None:
     ledger = sentinel_ledger
     producer = Producer(ledger)
+    durable = await check_redis(ledger.redis, sentinel_settings, "test-producer", eviction=False)
+    assert durable.method == "wait"
     accounts = await process_admin.create_accounts(BEFORE + DURING)
-    submitted = {a: await submit_retrying(producer, a) for a in accounts[:BEFORE]}
+    submitted = {a: await submit_retrying(producer, durable, a) for a in accounts[:BEFORE]}
     env = worker_env(
         "",
         process_admin.base,
@@ -133,7 +149,7 @@ async def test_nothing_is_lost_or_stuck_across_a_sentinel_fail_over(
 
     failover = asyncio.create_task(asyncio.to_thread(cluster.failover))
     for account_id in accounts[BEFORE:]:  # the producer keeps submitting through it
-        submitted[account_id] = await submit_retrying(producer, account_id)
+        submitted[account_id] = await submit_retrying(producer, durable, account_id)
         await asyncio.sleep(0.2)
     new_primary = await failover
     assert new_primary != old_primary
