@@ -5,29 +5,13 @@ harness computed from the ledger, the audit files and the emulator's log (nothin
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from devenv.chaos import run, short_config
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The harness configures logging for the whole process (WARNING, JSON): put back what the
-    other tests expect, or their captured log events below WARNING vanish (seen in make test:
-    tests run after this one missed redis.target and redis.durability)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_short_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
