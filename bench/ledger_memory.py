@@ -7,7 +7,7 @@ Starts a private redis-server (nothing else is touched) and an SQLite archive in
 directory. Steps, each measured as ``INFO used_memory`` minus the pre-run figure, per request:
 
 1. *arq baseline*: ``--requests`` jobs enqueued with arq's own ``enqueue_job`` (one job each,
-   with the JSON serializer the service uses, ``ledger.jobs.serialize``: no pickle anywhere),
+   with the JSON serializer the service uses, ``ledger.jobs.serialize``: JSON only),
    then removed again.
 2. *pending*: ``--requests`` account requests submitted through :meth:`Ledger.submit` (one arq
    job each, the urgent path: the request hash, its account's active key, the status index
