@@ -24,6 +24,7 @@ from archive.store import (
     ArchiveCounts,
     ArchivedEvent,
     ArchivedRequest,
+    event_from_row,
     event_rows,
     from_row,
     migrations,
@@ -52,12 +53,8 @@ class PostgresArchive:
         )
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
-        marks = ", ".join(
-            "%s::jsonb" if column in _JSON_COLUMNS else "%s" for column in REQUEST_COLUMNS
-        )
-        self._upsert_request = upsert_sql("requests", REQUEST_COLUMNS, "request_id", "%s").replace(
-            "VALUES (" + ", ".join("%s" for _ in REQUEST_COLUMNS) + ")", f"VALUES ({marks})"
-        )
+        casts = dict.fromkeys(_JSON_COLUMNS, "::jsonb")
+        self._upsert_request = upsert_sql("requests", REQUEST_COLUMNS, "request_id", "%s", casts)
         self._upsert_event = upsert_sql("events", EVENT_COLUMNS, "event_key", "%s")
 
     async def _connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
@@ -96,7 +93,7 @@ class PostgresArchive:
             if ids:
                 cur = await conn.execute("SELECT * FROM events WHERE request_id = ANY(%s)", (ids,))
                 for e in await cur.fetchall():
-                    events.setdefault(e["request_id"], []).append(_event(e))
+                    events.setdefault(e["request_id"], []).append(event_from_row(e))
         return [from_row(row, events.get(row["request_id"], ())) for row in rows]
 
     async def get_many(self, request_ids: Sequence[str]) -> dict[str, ArchivedRequest]:
@@ -113,7 +110,7 @@ class PostgresArchive:
             conn = await self._connection()
             cur = await conn.execute("SELECT * FROM events WHERE event_key = %s", (key,))
             row = await cur.fetchone()
-        return None if row is None else _event(row)
+        return None if row is None else event_from_row(row)
 
     async def requests_since(self, since: float) -> AsyncIterator[ArchivedRequest]:
         after: tuple[float, str] = (float("-inf"), "")
@@ -151,12 +148,6 @@ class PostgresArchive:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-
-
-def _event(row: dict[str, Any]) -> ArchivedEvent:
-    return ArchivedEvent(
-        row["event_key"], row["request_id"], row["digest"], row["result"], row["at"]
-    )
 
 
 async def _current_version(conn: psycopg.AsyncConnection[dict[str, Any]]) -> int:

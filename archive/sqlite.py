@@ -22,6 +22,7 @@ from archive.store import (
     ArchiveCounts,
     ArchivedEvent,
     ArchivedRequest,
+    event_from_row,
     event_rows,
     from_row,
     migrations,
@@ -93,7 +94,7 @@ class SqliteArchive:
                 f"SELECT * FROM events WHERE request_id IN ({marks})",  # noqa: S608
                 page,
             ):
-                events.setdefault(e["request_id"], []).append(_event(e))
+                events.setdefault(e["request_id"], []).append(event_from_row(e))
         return [from_row(row, events.get(row["request_id"], ())) for row in rows]
 
     def _get_many(self, request_ids: Sequence[str]) -> dict[str, ArchivedRequest]:
@@ -110,7 +111,7 @@ class SqliteArchive:
         if conn is None:
             return None
         row = conn.execute("SELECT * FROM events WHERE event_key = ?", (key,)).fetchone()
-        return None if row is None else _event(row)
+        return None if row is None else event_from_row(row)
 
     def _page_since(self, since: float, after: tuple[float, str]) -> list[ArchivedRequest]:
         return self._select(
@@ -144,17 +145,25 @@ class SqliteArchive:
         if requests:
             await self._run(self._put, list(requests))
 
+    def _empty(self) -> bool:
+        """Nothing archived yet (no file): reads answer at once, without a thread hop."""
+        return self._conn is None and not self.path.exists()
+
     async def get_many(self, request_ids: Sequence[str]) -> dict[str, ArchivedRequest]:
+        if self._empty():
+            return {}
         return await self._run(self._get_many, list(request_ids))
 
     async def for_subject(self, subject: str) -> list[ArchivedRequest]:
+        if self._empty():
+            return []
         return await self._run(
             self._select, "subject = ? ORDER BY created_at, request_id", (subject,)
         )
 
     async def event(self, key: str) -> ArchivedEvent | None:
-        if self._conn is None and not self.path.exists():
-            return None  # nothing archived yet: no thread hop on every intake
+        if self._empty():
+            return None
         return await self._run(self._event, key)
 
     async def requests_since(self, since: float) -> AsyncIterator[ArchivedRequest]:
@@ -176,12 +185,6 @@ class SqliteArchive:
     async def close(self) -> None:
         await self._run(self._close)
         self._executor.shutdown(wait=True)
-
-
-def _event(row: sqlite3.Row) -> ArchivedEvent:
-    return ArchivedEvent(
-        row["event_key"], row["request_id"], row["digest"], row["result"], row["at"]
-    )
 
 
 def _current_version(conn: sqlite3.Connection) -> int:

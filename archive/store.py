@@ -157,12 +157,26 @@ REQUEST_COLUMNS = (
 EVENT_COLUMNS = ("event_key", "request_id", "digest", "result", "at")
 
 
-def upsert_sql(table: str, columns: Sequence[str], key: str, placeholder: str) -> str:
-    """``INSERT … ON CONFLICT (key) DO UPDATE`` (the same text for SQLite and PostgreSQL)."""
+def upsert_sql(
+    table: str,
+    columns: Sequence[str],
+    key: str,
+    placeholder: str,
+    casts: Mapping[str, str] | None = None,
+) -> str:
+    """``INSERT … ON CONFLICT (key) DO UPDATE`` (the same text for SQLite and PostgreSQL);
+    ``casts`` appends a cast to a column's placeholder (PostgreSQL's ``::jsonb``)."""
     names = ", ".join(columns)
-    marks = ", ".join(placeholder for _ in columns)
+    marks = ", ".join(placeholder + (casts or {}).get(c, "") for c in columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
     return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {updates}"  # noqa: S608
+
+
+def event_from_row(row: Mapping[str, Any]) -> ArchivedEvent:
+    """An :class:`ArchivedEvent` from an ``events`` row."""
+    return ArchivedEvent(
+        row["event_key"], row["request_id"], row["digest"], row["result"], row["at"]
+    )
 
 
 def event_rows(requests: Sequence[ArchivedRequest]) -> list[tuple[Any, ...]]:

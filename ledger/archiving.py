@@ -58,7 +58,6 @@ class ArchiveReport:
     """What one pass did."""
 
     archived: int = 0  # requests written to the archive and removed from Redis
-    written: int = 0  # requests written to the archive (archived + kept back)
     kept: int = 0  # written, but changed meanwhile: still in Redis, archived again later
     waiting: int = 0  # old enough, but a child whose parent (or a parent whose child) is not
     events: int = 0  # event-id records archived
@@ -290,7 +289,6 @@ class Archiver:
     async def _finish(self, batch: _Batch, report: ArchiveReport) -> None:
         """Remove a written batch from Redis, unit by unit if still as read."""
         report.batches += 1
-        report.written += len(batch.requests)
         report.waiting += batch.waiting
         report.events += sum(len(r.events) for r in batch.requests)
         by_id = {r.request_id: r for r in batch.requests}

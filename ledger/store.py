@@ -248,7 +248,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
     # -- account-level reads ------------------------------------------------------------------
 
     async def known_disconnected(
-        self, account_id: str, *, besides: str
+        self, account_id: str, *, besides: str, archive: bool = True
     ) -> KnownDisconnected | None:
         """What this ledger already knows of ``account_id`` being disconnected, or ``None``.
 
@@ -257,8 +257,9 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         event of a disconnect someone else made, as applied (``account.externally_disconnected``
         in the account's history), or an earlier request for the account (not ``besides``)
         that ended ``disconnected`` or ``already_disconnected``, in Redis or moved to the
-        archive. One Redis round trip (and one archive lookup) when the account has neither
-        (the usual case).
+        archive (``archive=False`` skips the archive: for a second look within one attempt,
+        since only requests finished long ago move there). One Redis round trip (and one archive
+        lookup) when the account has neither (the usual case).
         """
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(self.account_history_key(account_id), 0, -1)
@@ -277,10 +278,11 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             for request_id, status in zip(earlier, statuses, strict=True):
                 if status is not None and text(status) in _GONE:
                     return _ended_before(request_id, text(status))
-        for located in await self.archived_for_account(account_id):  # moved out of Redis
-            status = located.request.status.value
-            if located.request.request_id != besides and status in _GONE:
-                return _ended_before(located.request.request_id, status)
+        if not archive or self.archive is None:
+            return None
+        for archived in await self.archive.for_subject(account_id):  # moved out of Redis
+            if archived.request_id != besides and archived.status in _GONE:
+                return _ended_before(archived.request_id, archived.status)
         return None
 
     async def account_history(self, account_id: str) -> list[dict[str, Any]]:
@@ -295,6 +297,11 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
     async def requests_for_account(self, account_id: str) -> list[str]:
         """Every request id ever made for the account, oldest first: the finished ones (indexed
         when they end) and the active one, if any."""
+        created = await self._created_by_request(account_id)
+        return sorted(created, key=lambda request_id: (created[request_id], request_id))
+
+    async def _created_by_request(self, account_id: str) -> dict[str, float]:
+        """:meth:`requests_for_account`'s ids, each with its ``created_at``."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrange(self.account_requests_key(account_id), 0, -1, withscores=True)
             pipe.get(self.active_key(account_id))
@@ -304,7 +311,7 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
             raw = await self.redis.hget(self.request_key(text(active)), "created_at")  # type: ignore[misc]
             if raw is not None:
                 created[text(active)] = float(raw)
-        return sorted(created, key=lambda request_id: (created[request_id], request_id))
+        return created
 
     async def active_request(self, account_id: str) -> str | None:
         """The id of the account's one active request, if it has one."""
@@ -325,17 +332,16 @@ class Ledger(LedgerKeys, StateStore[DisconnectRequest, RequestStatus]):
         active = await self.active_request(ref)
         if active is not None:
             return await self.locate(active)
-        ids = await self.requests_for_account(ref)
+        created = await self._created_by_request(ref)
+        newest = max(
+            created, key=lambda request_id: (created[request_id], request_id), default=None
+        )
         archived = await self.archived_for_account(ref)
-        if archived and (not ids or archived[-1].request.created_at > await self._created(ids[-1])):
+        if archived and (newest is None or archived[-1].request.created_at > created[newest]):
             return archived[-1]
-        if not ids:
+        if newest is None:
             raise RequestNotFound(ref)
-        return await self.locate(ids[-1])
-
-    async def _created(self, request_id: str) -> float:
-        raw = await self.redis.hget(self.request_key(request_id), "created_at")  # type: ignore[misc]
-        return 0.0 if raw is None else float(raw)
+        return await self.locate(newest)
 
     async def resolve(self, ref: str) -> DisconnectRequest:
         """A request by id, or an account's active (else most recent) request by ``fca_`` id."""

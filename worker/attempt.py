@@ -70,9 +70,6 @@ class Outcome:
     trip_breaker: bool = False
     #: A retry waits at least this long (seconds), e.g. until another holder's lock expires.
     not_before: float = 0.0
-    #: A disconnect POST was sent during this attempt (its intent is on the request already,
-    #: ``last_posted_at``, so a later "found disconnected" is known to be ours).
-    posted: bool = False
 
 
 @dataclass
@@ -124,11 +121,10 @@ async def locked_attempt(deps: DisconnectDeps, request: DisconnectRequest) -> Ou
 
 
 async def attempt_disconnect(
-    deps: DisconnectDeps, request: DisconnectRequest, in_flight: InFlight | None = None
+    deps: DisconnectDeps, request: DisconnectRequest, in_flight: InFlight
 ) -> Outcome:
     """One attempt, costing one call unless a second buys something (module docstring);
     ``in_flight`` is told when the disconnect POST leaves and when it is answered."""
-    in_flight = InFlight() if in_flight is None else in_flight
     settled = await _settled_without_a_call(deps, request)
     if settled is not None:
         return settled
@@ -163,10 +159,10 @@ async def attempt_disconnect(
         )
     except StripeError as exc:
         in_flight.since = None
-        return replace(await _after_error(deps, request, exc), posted=True)
+        return await _after_error(deps, request, exc)
     in_flight.since = None
     outcome = await _after_success(deps, request, result.meta)
-    return replace(outcome, fresh_idempotency_key=refresh_key, posted=True)
+    return replace(outcome, fresh_idempotency_key=refresh_key)
 
 
 async def _settled_without_a_call(
@@ -197,8 +193,11 @@ async def _after_success(
     already-disconnected account too. What the ledger learnt meanwhile (Stripe's event of
     someone else's disconnect, applied while the call ran) decides; otherwise it is ours, and
     Stripe's event confirms it later (``disconnect.confirmed``, or ``disconnect.contradicted``
-    if the event shows an earlier disconnect, :mod:`events.apply`)."""
-    known = await deps.ledger.known_disconnected(request.account_id, besides=request.request_id)
+    if the event shows an earlier disconnect, :mod:`events.apply`). The archive was looked in
+    before the call (:func:`_settled_without_a_call`) and cannot have learnt anything since."""
+    known = await deps.ledger.known_disconnected(
+        request.account_id, besides=request.request_id, archive=False
+    )
     if known is not None:
         note = f"Stripe answered 200, but {known.reason}: it was already disconnected"
         return Outcome(RequestStatus.ALREADY_DISCONNECTED, _details(meta, note, known.evidence))
