@@ -113,7 +113,8 @@ async def _gauges(ledger: Ledger, samples: dict[str, list[str]]) -> None:
     counts = await ledger.count_by_status()
     for status in RequestStatus:
         samples["fcd_requests"].append(f"{labels(status=status.value)} {counts[status]}")
-    for depth in await queue_depths(ledger, now):
+    alive = await WorkerRegistry(ledger.redis, ledger.prefix).alive()
+    for depth in await queue_depths(ledger, now, alive=alive):
         for state, value in (("due", depth.due), ("deferred", depth.deferred)):
             samples["fcd_queue_jobs"].append(f"{labels(queue=depth.kind, state=state)} {value}")
         age = f"{depth.oldest_pending_age_seconds:.3f}"
@@ -126,7 +127,7 @@ async def _gauges(ledger: Ledger, samples: dict[str, list[str]]) -> None:
     samples["fcd_breaker_tripped"].append(
         f" {int(pause is not None and pause.source == 'breaker')}"
     )
-    for worker in await WorkerRegistry(ledger.redis, ledger.prefix).alive():
+    for worker in alive:
         series = labels(worker=worker.worker_id, queue=worker.queue)
         samples["fcd_worker_heartbeat_timestamp_seconds"].append(
             f"{series} {worker.heartbeat_at:.3f}"

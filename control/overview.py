@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from control.pause import get_pause
-from control.workers import WorkerRegistry
+from control.workers import WorkerInfo, WorkerRegistry
 from ledger.models import RequestPriority, RequestSource, RequestStatus, priority_for
 from ledger.settings import RedisLocation
 from ledger.store import Ledger
@@ -87,11 +87,15 @@ def queue_kinds(ledger: Ledger) -> dict[str, str]:
     return {name: kinds[name] for name in ledger.queue_names}
 
 
-async def queue_depths(ledger: Ledger, now: float | None = None) -> list[QueueDepth]:
-    """Each queue's jobs (due / deferred), oldest pending request and live workers."""
+async def queue_depths(
+    ledger: Ledger, now: float | None = None, *, alive: list[WorkerInfo] | None = None
+) -> list[QueueDepth]:
+    """Each queue's jobs (due / deferred), oldest pending request and live workers (``alive``:
+    the registry's live workers, if the caller has read them already)."""
     now = time.time() if now is None else now
     oldest = await oldest_pending_by_queue(ledger, now)
-    alive = await WorkerRegistry(ledger.redis, ledger.prefix).alive()
+    if alive is None:
+        alive = await WorkerRegistry(ledger.redis, ledger.prefix).alive()
     depths = []
     for name, kind in queue_kinds(ledger).items():
         depth = await _depth(ledger.redis, name, now)

@@ -118,13 +118,6 @@ class ChaosConfig:
     emulator_rate: float
     drain_seconds: float  # failure bound for quiescence after the schedule
 
-    @property
-    def target_requests(self) -> int:
-        return (
-            self.singles + self.already_disconnected + self.unknown + self.duplicates
-            + self.replays + self.customers + self.sweep_accounts
-        )  # fmt: skip
-
 
 def full_config(seed: int = 12) -> ChaosConfig:
     """``make chaos``: >= 10,000 requests, >= 30 kills, both Redis restarts, 30 s refusals."""

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from redis.exceptions import RedisError
 
@@ -36,6 +36,8 @@ from retention.runs import HEARTBEAT_SECONDS, SweepRun, SweepRuns, SweepStatus
 from retention.select import Selection, blast_radius_refusal
 from retention.sources import Account, ScopedPage
 
+#: What a sweep reads accounts from: pages of accounts, or of (Connect) scoped accounts.
+Pages: TypeAlias = AsyncIterator[list[Account]] | AsyncIterator[ScopedPage]
 CANCEL_POLL_SECONDS = 0.5
 
 
@@ -75,7 +77,7 @@ async def run_sweep(
     runs: SweepRuns,
     run: SweepRun,
     policy: RetentionPolicy,
-    pages: AsyncIterator[list[Account]] | AsyncIterator[ScopedPage],
+    pages: Pages,
     options: SweepOptions,
     *,
     now: float | None = None,
@@ -123,7 +125,7 @@ async def run_guarded(
     runs: SweepRuns,
     run: SweepRun,
     policy: RetentionPolicy,
-    pages: AsyncIterator[list[Account]] | AsyncIterator[ScopedPage],
+    pages: Pages,
     options: SweepOptions,
     *,
     lock_seconds: float,
@@ -154,7 +156,7 @@ async def _run(
     runs: SweepRuns,
     run: SweepRun,
     policy: RetentionPolicy,
-    pages: AsyncIterator[list[Account]] | AsyncIterator[ScopedPage],
+    pages: Pages,
     options: SweepOptions,
     now: float,
 ) -> SweepRun:

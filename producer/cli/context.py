@@ -48,10 +48,8 @@ async def open_ledger(
     settings = settings or cli_settings()
     configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
     audit = AuditTrail(settings.audit_log_path)
-    if acts:
+    if acts or (settings.uses_default_redis and not settings.demo):  # the warning: reads too
         announce_redis(settings, "cli")
-    elif settings.uses_default_redis and not settings.demo:
-        announce_redis(settings, "cli")  # the warning, for reads too
     redis = redis_client(settings)
     counters = CounterBuffer(redis, settings.key_prefix)
     try:

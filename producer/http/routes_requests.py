@@ -129,9 +129,10 @@ async def account_history(request: web.Request) -> web.Response:
             histories[archived.request.request_id] = archived.history
             history += archived.history
     history.sort(key=lambda record: str(record["ts"]))
-    requests = sorted(sources, key=lambda rid: next(
-        (str(r["ts"]) for r in history if r.get("request_id") == rid), ""
-    ))  # fmt: skip
+    first: dict[str, str] = {}  # each request's earliest record, one pass
+    for record in history:
+        first.setdefault(str(record.get("request_id")), str(record["ts"]))
+    requests = sorted(sources, key=lambda rid: first.get(rid, ""))
     if caller not in svc.reading_all:
         mine = []
         for rid in requests:
