@@ -102,6 +102,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     stack.push_async_callback(ledger.close_archive)
     await ensure_migrated(ledger)
     gate = ctx.get("gate_factory", build_gate)(redis, settings)
+    counters = CounterBuffer(redis, settings.key_prefix)
+    ledger.on_terminal = counters.observe_completion
     ctx["deps"] = DisconnectDeps(
         ledger=ledger,
         stripe=StripeClient(
@@ -123,6 +125,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         call_timeout_seconds=settings.stripe_timeout_seconds,
         paused_recheck_seconds=settings.paused_recheck_seconds,
         priority=ctx.get("priority", "urgent"),
+        counters=counters,
     )
     ctx["batch_deps"] = BatchDeps(
         ctx["deps"], asyncio.Semaphore(settings.max_jobs), settings.job_timeout_seconds
@@ -130,8 +133,6 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["customer_deps"] = build_customer_deps(ctx["deps"], audit, settings)
     ctx["sweep_deps"] = build_sweep_deps(ctx["deps"], audit, settings)
     ctx["inbox"] = WebhookInbox(redis, settings.key_prefix)
-    counters = CounterBuffer(redis, settings.key_prefix)
-    ledger.on_terminal = counters.observe_completion
     presence = Presence(
         ledger.actor, ctx.get("priority", "urgent"), settings.max_jobs, ctx.get("job_tasks", {}),
         time.time(),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from control.metrics import record_stripe_call
+from control.metrics import CounterBuffer, record_stripe_call
 from control.pause import pause
 from ledger.audit import TransitionDetails
 from ledger.store import Ledger
@@ -49,6 +49,9 @@ class DisconnectDeps:
     #: The Stripe client's total timeout: how long a call we cut off may still run at Stripe
     #: for all we know (the account lock is kept that long after a cancellation mid-call).
     call_timeout_seconds: float = 30.0
+    #: The process's counters (flushed by :mod:`worker.presence`): Stripe calls are counted
+    #: there, off the call path; without one each call is written to Redis as it is made.
+    counters: CounterBuffer | None = None
 
 
 async def call_stripe(
@@ -115,6 +118,10 @@ def _outcome_label(error: StripeError, stripe_account: str | None = None) -> str
 
 async def _count_call(deps: DisconnectDeps, endpoint: str, outcome: str, seconds: float) -> None:
     """Count one Stripe call for ``/metrics``; a counting failure never affects the call."""
+    if deps.counters is not None:  # the same fields record_stripe_call writes, batched
+        deps.counters.add("stripe", endpoint, outcome)
+        deps.counters.observe("stripe_latency", seconds, endpoint, outcome)
+        return
     with contextlib.suppress(RedisError, OSError):
         await record_stripe_call(deps.ledger.redis, deps.ledger.prefix, endpoint, outcome, seconds)
 

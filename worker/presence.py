@@ -4,7 +4,7 @@ Started from the worker's start-up on its ``AsyncExitStack`` (:func:`start_prese
 ends with the process:
 
 - a background task that flushes this process's counters (:class:`control.metrics.CounterBuffer`:
-  completion times) every second and beats in the worker registry (:mod:`control.workers`) every
+  completion times, Stripe calls) every second and beats in the worker registry (:mod:`control.workers`) every
   :data:`control.workers.HEARTBEAT_SECONDS` with the number of jobs running; a clean stop leaves
   the registry at once, a killed process's entry expires;
 - an HTTP server on ``FCD_METRICS_PORT`` (0: none) with ``/healthz`` (the process is alive),
@@ -35,6 +35,7 @@ from ledger.store import Ledger
 
 log = structlog.get_logger("fcd.worker")
 LEDGER = web.AppKey("ledger", Ledger)
+COUNTERS = web.AppKey("counters", CounterBuffer)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ async def start_presence(
 
     stack.push_async_callback(stop)
     if metrics_port:
-        runner = await _serve(ledger, metrics_port)
+        runner = await _serve(ledger, counters, metrics_port)
         if runner is not None:
             stack.push_async_callback(runner.cleanup)
 
@@ -98,18 +99,20 @@ async def _beat(registry: WorkerRegistry, presence: Presence) -> None:
     )
 
 
-def ops_app(ledger: Ledger) -> web.Application:
-    """``/healthz``, ``/readyz`` and ``/metrics`` of a worker process."""
+def ops_app(ledger: Ledger, counters: CounterBuffer) -> web.Application:
+    """``/healthz``, ``/readyz`` and ``/metrics`` of a worker process (``/metrics`` flushes the
+    process's ``counters`` first, so its own scrape is never behind its own calls)."""
     app = web.Application()
     app[LEDGER] = ledger
+    app[COUNTERS] = counters
     app.router.add_get("/healthz", _healthz, allow_head=False)
     app.router.add_get("/readyz", _readyz, allow_head=False)
     app.router.add_get("/metrics", _metrics, allow_head=False)
     return app
 
 
-async def _serve(ledger: Ledger, port: int) -> web.AppRunner | None:
-    runner = web.AppRunner(ops_app(ledger), access_log=None)
+async def _serve(ledger: Ledger, counters: CounterBuffer, port: int) -> web.AppRunner | None:
+    runner = web.AppRunner(ops_app(ledger, counters), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, "0.0.0.0", port).start()
@@ -136,6 +139,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
+    await request.app[COUNTERS].flush()
     inbox = WebhookInbox(ledger.redis, ledger.prefix)
     text = await render_metrics(
         ledger, webhook_inbox=await inbox.pending(), webhook_dead_letters=await inbox.dead_letters()
