@@ -4,8 +4,9 @@ Gauges (requests per status, queue depth, pause, workers) are derived from Redis
 (:mod:`control.exposition`); counters are Redis hashes under the key prefix
 (``P metrics:<family>``, field = label values joined by ``|``). Processes add to an in-memory
 :class:`CounterBuffer` and flush it every second or so, so counting costs no round trip on the
-request path; a crash loses at most one interval's counts. Workers count each Stripe call as it
-ends with :func:`record_stripe_call` (one pipelined round trip beside the call itself).
+request path; a crash loses at most one interval's counts. Workers count each Stripe call in
+their buffer too (``worker.calls``; :func:`record_stripe_call` writes one at once, for callers
+without a buffer).
 
 Families: ``intake`` (service|outcome), ``http`` (status code), ``stripe`` (endpoint|outcome),
 ``webhooks`` (event type|result), ``streams`` (stream name: entries a stream's ``MAXLEN`` trimmed,
